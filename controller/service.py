@@ -1,0 +1,209 @@
+"""The controller process: MQTT ingest → domain → store → MQTT/HTTP out.
+
+Every inbound message is parsed and validated at the edge (protocol.wire); a
+bad one is logged once and counted, never raised. Domain rules live in
+controller.domain, persistence in controller.store, the web in controller.api.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import uvicorn
+
+from controller import __version__
+from controller.api import create_app
+from controller.bus import Bus
+from controller.config import ConfigError, SiteConfig, load_config
+from controller.metrics import Metrics
+from controller.presence import Presence
+from controller.queues import QueueService
+from controller.store import Store, open_store
+from controller.store.db import default_db_url
+from protocol import wire
+
+log = logging.getLogger("sigap.controller")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Controller:
+    """All controller state for one installation (one site config)."""
+
+    def __init__(self, cfg: SiteConfig, store: Store, broker_url: str, clock: Clock = utcnow):
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.version = __version__
+        self.prefix = cfg.sigap.prefix
+        self.metrics = Metrics()
+        self.bus = Bus(broker_url, self.prefix, self.version)
+        self.bus.on_message = self.handle_message
+        self.bus.on_connect = self.republish_all
+        self.bus.on_error = self.metrics.reject
+        self.presence = Presence(store)
+        self.queues = QueueService(cfg, store, self.bus, self.metrics, clock)
+        self.handled = 0
+        self._handled_event = asyncio.Event()
+
+    # -- ingest ------------------------------------------------------------------
+    async def handle_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        """One inbound MQTT message; never raises for bad input."""
+        try:
+            await self._handle(topic, payload, retained)
+        finally:
+            self.handled += 1
+            self._handled_event.set()
+
+    def _reject(self, reason: str, topic: str, detail: str = "") -> None:
+        self.metrics.reject(reason)
+        log.warning("rejected %s: %s%s", topic, reason, f" ({detail})" if detail else "")
+
+    async def _handle(self, topic: str, payload: bytes, retained: bool) -> None:
+        try:
+            scope, device_id, kind = wire.parse_topic(self.prefix, topic)
+        except wire.ProtocolError as e:
+            return self._reject(e.reason, topic)
+        if scope != "dev" or device_id is None:
+            return
+        now = self.clock()
+        dev = self.cfg.device(device_id)
+        if dev is None:
+            # Never acted on; listed as unknown so IT staff can see it.
+            self.presence.seen(device_id, known=False, now=now)
+            self.store.save_device(device_id, known=False, last_seen=now)
+            return self._reject("unknown_device", topic)
+        if not payload and retained:
+            return  # a retained message being cleared
+        name = kind[4:] if kind.startswith("evt/") else kind
+        self.metrics.messages.labels(kind=name).inc()
+        try:
+            msg = wire.decode(payload, wire.MAX_DEVICE_PAYLOAD)
+            if name == "press":
+                msg = wire.validate_press(msg, dev.role)
+            else:
+                msg = wire.validate(name, msg)
+        except wire.ProtocolError as e:
+            return self._reject(e.reason, topic, str(e))
+        if name == "state":
+            self.presence.on_state(device_id, True, msg, now)
+            return
+        self.presence.seen(device_id, True, now)
+        if name == "press" and dev.role == "kiosk":
+            await self.queues.kiosk_press(dev, msg)
+        elif name == "press" and dev.role == "counter":
+            await self.queues.counter_press(dev, msg)
+        elif name == "rating" and dev.role == "counter":
+            await self.queues.rating(dev, msg)
+        elif name == "reading" and dev.role == "water":
+            self._reject("not_supported_yet", topic)
+        else:
+            self._reject("wrong_role", topic, f"{name} from a {dev.role}")
+
+    async def wait_handled(self, n: int, timeout: float = 10.0) -> None:
+        """Test helper: wait until at least n messages were handled."""
+
+        async def _wait() -> None:
+            while self.handled < n:
+                self._handled_event.clear()
+                await self._handled_event.wait()
+
+        await asyncio.wait_for(_wait(), timeout)
+
+    async def republish_all(self) -> None:
+        """After (re)connecting: every retained output again (shows, snapshots)."""
+        await self.queues.publish_all(force=True)
+
+    def refresh_gauges(self) -> None:
+        """Gauges computed on scrape."""
+        self.metrics.devices_online.set(self.presence.online_count())
+        self.metrics.broker_connected.set(1 if self.bus.is_connected else 0)
+
+    # -- lifetime ------------------------------------------------------------------
+    async def run(self, listen: str | None = None, ready: asyncio.Event | None = None) -> None:
+        """Serve MQTT (and HTTP when listen is given) until cancelled."""
+        tasks = [asyncio.create_task(self.bus.run(), name="bus")]
+        server = None
+        if listen:
+            host, port = parse_listen(listen)
+            server = _Server(uvicorn.Config(create_app(self), host=host, port=port, log_level="warning", lifespan="off"))
+            tasks.append(asyncio.create_task(server.serve(), name="http"))
+        try:
+            if ready is not None:
+                await self.bus.connected.wait()
+                if server is not None:
+                    while not server.started:
+                        await asyncio.sleep(0.01)
+                ready.set()
+            await asyncio.gather(*tasks)
+        finally:
+            if server is not None:
+                server.should_exit = True
+            await self.bus.stop()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.store.engine.dispose()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside our loop: the process, not uvicorn, owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """HOST:PORT → (host, port)."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        from controller.cli import UserError
+
+        raise UserError(f"--listen must be HOST:PORT, got {listen!r}")
+    return host, int(port)
+
+
+async def run_until_signal(main: Any) -> None:
+    """Run a coroutine until SIGINT/SIGTERM, then cancel it and let it clean up."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(main)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def controller_main(args: argparse.Namespace) -> int:
+    """`sigap controller`"""
+    from controller.cli import UserError
+
+    setup_logging()
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        raise UserError("invalid config:\n  " + "\n  ".join(e.errors)) from None
+    parse_listen(args.listen)
+    try:
+        store = open_store(args.db or default_db_url(args.config))
+    except Exception as e:
+        raise UserError(f"cannot open the database: {e}") from None
+    ctrl = Controller(cfg, store, args.broker)
+    log.info("Sigap controller %s: broker %s, web http://%s", __version__, args.broker, args.listen)
+    asyncio.run(run_until_signal(ctrl.run(args.listen)))
+    return 0

@@ -1,0 +1,283 @@
+"""Engine set-up, migrations and the Store: every read and write of controller state.
+
+SQLite runs in WAL mode with synchronous=NORMAL: a committed transaction survives
+a kill -9 of the controller (it is in the OS page cache and the WAL); only a power
+cut of the whole server could lose the last moments. PostgreSQL works with the
+same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+
+from controller.store.tables import applied_events, audit_log, counters, devices, metadata, tickets
+
+MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
+GENESIS = "0" * 64
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine for sqlite:///PATH or postgresql://…"""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def utc(dt: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive: they were stored as UTC."""
+    if dt is None or dt.tzinfo is not None:
+        return dt
+    return dt.replace(tzinfo=UTC)
+
+
+def audit_hash(prev_hash: str, entry: dict[str, Any]) -> str:
+    """Hash of one audit entry chained to the previous entry's hash."""
+    body = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+def _audit_body(row: Any) -> dict[str, Any]:
+    at = utc(row.at)
+    return {
+        "id": row.id,
+        "at": at.isoformat() if at else None,
+        "actor": row.actor,
+        "action": row.action,
+        "site": row.site,
+        "ticket": row.ticket,
+        "counter": row.counter,
+        "detail": row.detail,
+    }
+
+
+class Store:
+    """The controller's only door to the database."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        self._audit_head: tuple[int, str] | None = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """One atomic unit of work: commit on success, roll back on error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    # -- exactly once -----------------------------------------------------------
+    def applied(self, device_id: str, boot: int, seq: int) -> tuple[bool, str | None]:
+        """Whether this event identity was applied already, and its stored answer."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(applied_events.c.answer).where(
+                    applied_events.c.device_id == device_id,
+                    applied_events.c.boot == boot,
+                    applied_events.c.seq == seq,
+                )
+            ).first()
+        return (row is not None, row.answer if row is not None else None)
+
+    def record_applied(
+        self, conn: sa.Connection, device_id: str, boot: int, seq: int, kind: str, answer: str | None, at: datetime
+    ) -> None:
+        """Remember an applied event (in the caller's transaction)."""
+        conn.execute(
+            applied_events.insert().values(
+                device_id=device_id, boot=boot, seq=seq, kind=kind, applied_at=at, answer=answer
+            )
+        )
+
+    # -- tickets and counters -----------------------------------------------------
+    def save_tickets(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Insert or update ticket rows keyed by (site, ticket_id)."""
+        for row in rows:
+            res = conn.execute(
+                tickets.update()
+                .where(tickets.c.site == row["site"], tickets.c.ticket_id == row["ticket_id"])
+                .values(**row)
+            )
+            if res.rowcount == 0:
+                conn.execute(tickets.insert().values(**row))
+
+    def load_tickets(self, site: str, since_day: str) -> list[dict[str, Any]]:
+        """Ticket rows of a site from a local day on (and any still called), oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(tickets)
+                .where(tickets.c.site == site, sa.or_(tickets.c.day >= since_day, tickets.c.status == "called"))
+                .order_by(tickets.c.ticket_id)
+            ).mappings()
+            out = []
+            for r in rows:
+                d = dict(r)
+                for k in ("issued_at", "order_at", "called_at", "finished_at"):
+                    d[k] = utc(d[k])
+                out.append(d)
+        return out
+
+    def max_ticket_id(self, site: str) -> int:
+        """Highest ticket id ever issued at a site (0 when none)."""
+        with self.engine.connect() as conn:
+            v = conn.execute(sa.select(sa.func.max(tickets.c.ticket_id)).where(tickets.c.site == site)).scalar()
+        return int(v or 0)
+
+    def save_counter(self, conn: sa.Connection, site: str, counter: str, open_: bool, last_finished: int | None) -> None:
+        """Insert or update one counter's state."""
+        res = conn.execute(
+            counters.update()
+            .where(counters.c.site == site, counters.c.counter == counter)
+            .values(open=open_, last_finished=last_finished)
+        )
+        if res.rowcount == 0:
+            conn.execute(counters.insert().values(site=site, counter=counter, open=open_, last_finished=last_finished))
+
+    def load_counters(self, site: str) -> dict[str, dict[str, Any]]:
+        """Counter states of a site."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(counters).where(counters.c.site == site)).mappings()
+            return {r["counter"]: dict(r) for r in rows}
+
+    # -- audit log ------------------------------------------------------------------
+    def _head(self, conn: sa.Connection) -> tuple[int, str]:
+        if self._audit_head is None:
+            row = conn.execute(sa.select(audit_log.c.id, audit_log.c.hash).order_by(audit_log.c.id.desc()).limit(1)).first()
+            self._audit_head = (row.id, row.hash) if row else (0, GENESIS)
+        return self._audit_head
+
+    def audit(
+        self,
+        conn: sa.Connection,
+        at: datetime,
+        actor: str,
+        action: str,
+        site: str | None = None,
+        ticket: str | None = None,
+        counter: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append one hash-chained entry (in the caller's transaction)."""
+        last_id, prev = self._head(conn)
+        entry_id = last_id + 1
+        body = {
+            "id": entry_id,
+            "at": at.astimezone(UTC).isoformat(),
+            "actor": actor,
+            "action": action,
+            "site": site,
+            "ticket": ticket,
+            "counter": counter,
+            "detail": json.dumps(detail or {}, sort_keys=True, separators=(",", ":")),
+        }
+        h = audit_hash(prev, body)
+        conn.execute(
+            audit_log.insert().values(
+                id=entry_id,
+                at=at.astimezone(UTC),
+                actor=actor,
+                action=action,
+                site=site,
+                ticket=ticket,
+                counter=counter,
+                detail=body["detail"],
+                prev_hash=prev,
+                hash=h,
+            )
+        )
+        self._audit_head = (entry_id, h)
+
+    def forget_cached_head(self) -> None:
+        """After a rolled-back transaction the cached chain head may be ahead of the database."""
+        self._audit_head = None
+
+    def verify_audit(self) -> tuple[int, str | None]:
+        """Walk the chain: (entries checked, None) when intact, else the first broken entry named."""
+        prev = GENESIS
+        expected_id = 1
+        n = 0
+        with self.engine.connect() as conn:
+            for row in conn.execute(sa.select(audit_log).order_by(audit_log.c.id)):
+                n += 1
+                if row.id != expected_id:
+                    return n, f"entry {expected_id} is missing (next entry found is {row.id})"
+                if row.prev_hash != prev:
+                    return n, f"entry {row.id} does not follow entry {row.id - 1} (entries removed or reordered)"
+                if audit_hash(prev, _audit_body(row)) != row.hash:
+                    return n, f"entry {row.id} was edited (its hash does not match its content)"
+                prev = row.hash
+                expected_id += 1
+        return n, None
+
+    # -- devices -----------------------------------------------------------------------
+    def save_device(self, id: str, **values: Any) -> None:
+        """Insert or update what is known of a board."""
+        with self.transaction() as conn:
+            res = conn.execute(devices.update().where(devices.c.id == id).values(**values))
+            if res.rowcount == 0:
+                values.setdefault("online", False)
+                values.setdefault("known", False)
+                conn.execute(devices.insert().values(id=id, **values))
+
+    def load_devices(self) -> list[dict[str, Any]]:
+        """Every board ever heard from."""
+        with self.engine.connect() as conn:
+            out = []
+            for r in conn.execute(sa.select(devices).order_by(devices.c.id)).mappings():
+                d = dict(r)
+                d["last_seen"] = utc(d["last_seen"])
+                out.append(d)
+            return out
+
+
+def default_db_url(config_path: str | pathlib.Path) -> str:
+    """sqlite file beside the config: sites.toml → sites.db"""
+    p = pathlib.Path(config_path).resolve()
+    return f"sqlite:///{p.with_suffix('.db')}"
+
+
+def open_store(url: str) -> Store:
+    """Engine + migrations + Store, ready to use."""
+    engine = make_engine(url)
+    migrate(engine)
+    return Store(engine)
+
+
+__all__ = ["Store", "open_store", "default_db_url", "metadata"]

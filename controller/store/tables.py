@@ -1,0 +1,86 @@
+"""The database schema (SQLAlchemy Core). Changes go through an Alembic migration."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# Every ticket ever issued. (site, day, label) is unique: a number is never reused
+# within a site's local day, even across controller restarts.
+tickets = sa.Table(
+    "tickets",
+    metadata,
+    sa.Column("row_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("site", sa.String(32), nullable=False),
+    sa.Column("ticket_id", sa.Integer, nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("label", sa.String(8), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("service", sa.String(4), nullable=False),
+    sa.Column("prio", sa.Boolean, nullable=False, default=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("token", sa.String(64), nullable=False, unique=True),
+    sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("order_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("called_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("counter", sa.String(16)),
+    sa.Column("calls", sa.Integer, nullable=False, default=0),
+    sa.Column("source", sa.String(64)),
+    sa.Column("rating", sa.Integer),
+    sa.UniqueConstraint("site", "day", "label", name="uq_ticket_label_day"),
+    sa.UniqueConstraint("site", "ticket_id", name="uq_ticket_id"),
+)
+
+# Per-counter state that is not derivable from tickets (open/paused, last finished).
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("site", sa.String(32), primary_key=True),
+    sa.Column("counter", sa.String(16), primary_key=True),
+    sa.Column("open", sa.Boolean, nullable=False, default=True),
+    sa.Column("last_finished", sa.Integer),
+)
+
+# Exactly-once memory: each (device, boot, seq) applied at most once, with its answer.
+applied_events = sa.Table(
+    "applied_events",
+    metadata,
+    sa.Column("device_id", sa.String(32), primary_key=True),
+    sa.Column("boot", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("answer", sa.Text),
+)
+
+# Append-only, hash-chained audit log.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("site", sa.String(32)),
+    sa.Column("ticket", sa.String(8)),
+    sa.Column("counter", sa.String(16)),
+    sa.Column("detail", sa.Text, nullable=False, default="{}"),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# Every board the controller has heard from, known or not.
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("known", sa.Boolean, nullable=False),
+    sa.Column("online", sa.Boolean, nullable=False, default=False),
+    sa.Column("boot", sa.Integer),
+    sa.Column("last_seen", sa.DateTime(timezone=True)),
+    sa.Column("fw", sa.String(32)),
+    sa.Column("rssi", sa.Integer),
+    sa.Column("heap", sa.Integer),
+)

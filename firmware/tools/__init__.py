@@ -1,0 +1,1 @@
+"""Tooling that runs on the engineer's PC (CPython), never on a board."""

@@ -1,0 +1,65 @@
+"""A fleet of virtual boards built from a site config, each running the real firmware."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from firmware.core.runtime import boot, run_device
+from firmware.tools.settings import board_settings
+from simulator.board import VirtualBoard
+
+log = logging.getLogger("sigap.simulator")
+
+
+class Fleet:
+    """Virtual boards for (some of) the devices of a site config."""
+
+    def __init__(self, cfg: Any, broker_host: str, broker_port: int, device_ids: list[str] | None = None):
+        self.cfg = cfg
+        self.boards: dict[str, VirtualBoard] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        ids = device_ids if device_ids is not None else [d.id for d in cfg.devices]
+        for dev_id in ids:
+            settings = board_settings(cfg, dev_id, broker_host, broker_port)
+            self.boards[dev_id] = VirtualBoard(settings)
+
+    def supported(self, dev_id: str) -> bool:
+        """Roles whose firmware exists in this version."""
+        return self.boards[dev_id].settings["role"] in ("counter", "display", "kiosk")
+
+    def start(self) -> None:
+        """Power every board on."""
+        for dev_id in self.boards:
+            if self.supported(dev_id):
+                self.power_on(dev_id)
+
+    def power_on(self, dev_id: str) -> None:
+        """Boot one board from its flash."""
+        board = self.boards[dev_id]
+        board.device = boot(board)
+        task = asyncio.create_task(run_device(board.device), name=f"board:{dev_id}")
+        task.add_done_callback(self._board_done)
+        self._tasks[dev_id] = task
+
+    def _board_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("virtual board %s crashed: %r", task.get_name(), task.exception())
+
+    async def power_off(self, dev_id: str) -> None:
+        """Cut power: no clean disconnect, so the broker fires the Will."""
+        task = self._tasks.pop(dev_id, None)
+        if task:
+            self.boards[dev_id].set_wifi(False)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self.boards[dev_id].set_wifi(True)
+
+    async def stop(self) -> None:
+        """Power every board off."""
+        for dev_id in list(self._tasks):
+            await self.power_off(dev_id)
+
+    def board(self, dev_id: str) -> VirtualBoard:
+        return self.boards[dev_id]

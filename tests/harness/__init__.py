@@ -1,0 +1,1 @@
+"""Test harness: real parts started privately for each test (Mosquitto, controller)."""
