@@ -87,7 +87,25 @@ def _dispatch(args: argparse.Namespace) -> int:
         from simulator.cli import simulate_main
 
         return simulate_main(args)
+    if args.command == "audit":
+        return _audit_verify(args)
     raise UserError(f"'{args.command}' is not available yet in this version")
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    import pathlib
+
+    from controller.store.db import default_db_url, verify_main
+
+    if args.db:
+        url = args.db
+    elif args.config:
+        url = default_db_url(args.config)
+    else:
+        raise UserError("give --db URL or --config FILE (the database is beside the config)")
+    if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///"):]).exists():
+        raise UserError(f"no database at {url}")
+    return verify_main(url)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ import pathlib
 import socket
 import tempfile
 from collections.abc import Callable
-from typing import Any
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from controller.bus import parse_broker_url

@@ -20,7 +20,15 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
-from controller.store.tables import applied_events, audit_log, counters, devices, metadata, tickets
+from controller.store.tables import (
+    applied_events,
+    audit_head,
+    audit_log,
+    counters,
+    devices,
+    metadata,
+    tickets,
+)
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 GENESIS = "0" * 64
@@ -222,6 +230,9 @@ class Store:
                 hash=h,
             )
         )
+        res = conn.execute(audit_head.update().where(audit_head.c.one == 1).values(last_id=entry_id, hash=h))
+        if res.rowcount == 0:
+            conn.execute(audit_head.insert().values(one=1, last_id=entry_id, hash=h))
         self._audit_head = (entry_id, h)
 
     def forget_cached_head(self) -> None:
@@ -244,6 +255,13 @@ class Store:
                     return n, f"entry {row.id} was edited (its hash does not match its content)"
                 prev = row.hash
                 expected_id += 1
+            head = conn.execute(sa.select(audit_head.c.last_id, audit_head.c.hash)).first()
+        if head is not None and (head.last_id != expected_id - 1 or head.hash != prev):
+            if head.last_id > expected_id - 1:
+                return n, f"entries {expected_id}..{head.last_id} are missing from the end of the log"
+            return n, f"entry {head.last_id} does not match the recorded head of the chain"
+        if head is None and n > 0:
+            return n, "the record of the chain's head is missing"
         return n, None
 
     # -- devices -----------------------------------------------------------------------
@@ -265,6 +283,23 @@ class Store:
                 d["last_seen"] = utc(d["last_seen"])
                 out.append(d)
             return out
+
+
+def verify_main(db_url: str) -> int:
+    """`sigap audit verify`: 0 when the chain is intact, 1 naming the first broken entry."""
+    store = Store(make_engine(db_url))
+    try:
+        n, problem = store.verify_audit()
+    except sa.exc.SQLAlchemyError as e:
+        print(f"audit verify: cannot read the audit log: {str(e).splitlines()[0]}")
+        return 2
+    finally:
+        store.engine.dispose()
+    if problem:
+        print(f"audit log BROKEN after {n} entries checked: {problem}")
+        return 1
+    print(f"audit log intact: {n} entries, hash chain verified")
+    return 0
 
 
 def default_db_url(config_path: str | pathlib.Path) -> str:

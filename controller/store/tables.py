@@ -71,6 +71,16 @@ audit_log = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
 )
 
+# The chain's head (last id and hash), updated in the same transaction as each
+# append: removing entries from the end of the log is then detectable too.
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("one", sa.Integer, primary_key=True),
+    sa.Column("last_id", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
 # Every board the controller has heard from, known or not.
 devices = sa.Table(
     "devices",

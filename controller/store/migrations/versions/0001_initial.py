@@ -70,6 +70,12 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(64), nullable=False),
     )
     op.create_table(
+        "audit_head",
+        sa.Column("one", sa.Integer, primary_key=True),
+        sa.Column("last_id", sa.Integer, nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+    )
+    op.create_table(
         "devices",
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("known", sa.Boolean, nullable=False),
@@ -83,5 +89,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("devices", "audit_log", "applied_events", "counters", "tickets"):
+    for name in ("devices", "audit_head", "audit_log", "applied_events", "counters", "tickets"):
         op.drop_table(name)
