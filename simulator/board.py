@@ -82,7 +82,8 @@ class VirtualStorage:
 class VirtualBoard:
     """One simulated ESP32: hand it to firmware.core.runtime.run_board()."""
 
-    press_ms = 80
+    press_ms = 80  # a finger on the key
+    release_ms = 80  # before the same finger can press again: keeps presses distinct for the debouncer
 
     def __init__(self, settings: dict[str, Any]):
         self.settings = settings
@@ -134,11 +135,12 @@ class VirtualBoard:
 
     # -- control surface used by tests, scenarios and people -----------------
     async def press(self, key: str) -> None:
-        """Press and release a button wired to `key`."""
+        """Press and release a button wired to `key` (returns once the key is back up)."""
         pin = self.pin(key)
         pin.value(0)
         await asyncio.sleep(self.press_ms / 1000)
         pin.value(1)
+        await asyncio.sleep(self.release_ms / 1000)
 
     def set_wifi(self, up: bool) -> None:
         """Cut or restore the board's WiFi; a cut drops its open TCP links at once."""

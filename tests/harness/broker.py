@@ -105,6 +105,8 @@ class MosquittoBroker:
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
         wait_port(self.port, up=False)
 
     def stop(self) -> None:

@@ -7,6 +7,8 @@ the broker is a real Mosquitto; the controller is the real one with SQLite.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from controller.config import parse_config
@@ -94,6 +96,15 @@ async def test_next_press_on_counter_shows_called_number_on_display(hall):
     assert snap["calls"][0]["ticket"] == "A001"
 
 
+async def restart_broker(broker, ctrl, fleet) -> None:
+    """Kill the broker (as a crash would), start it again, wait for everyone to notice."""
+    broker.kill()
+    for b in fleet.boards.values():
+        await b.wait_offline(timeout=10)
+    broker.start()
+    await asyncio.wait_for(ctrl.bus.connected.wait(), 30)
+
+
 @pytest.mark.timeout(60)
 async def test_second_press_reaches_display_after_broker_restart(hall, broker):
     ctrl, fleet = hall
@@ -102,13 +113,29 @@ async def test_second_press_reaches_display_after_broker_restart(hall, broker):
     await fleet.board("loket-01").press("next")
     await fleet.board("disp-01").display.wait_for(lambda lines: lines[:1] == ["A001"], timeout=10)
 
-    broker.kill()
+    await restart_broker(broker, ctrl, fleet)
     counter = fleet.board("loket-01")
-    await counter.wait_offline(timeout=10)
-    broker.start()
-    # Pressed while the board may still be reconnecting: the event waits in its outbox.
+    await counter.device_ready(timeout=30)
     await counter.press("next")
     await fleet.board("disp-01").display.wait_for(lambda lines: lines[:1] == ["A002"], timeout=30)
     snap = ctrl.queues.snapshot("blitar-mpp")
     assert snap["counters"]["1"]["serving"] == "A002"
     assert [c["ticket"] for c in snap["calls"][:2]] == ["A002", "A001"]
+
+
+@pytest.mark.timeout(60)
+async def test_press_made_while_offline_is_delivered_after_broker_restart(hall, broker):
+    ctrl, fleet = hall
+    await take_ticket(fleet, "A001")
+    counter = fleet.board("loket-01")
+
+    # The counter's link is down across the broker restart; staff press NEXT anyway.
+    counter.set_wifi(False)
+    await restart_broker(broker, ctrl, fleet)
+    await counter.press("next")
+    assert counter.device.mqtt.pending() == 1  # kept in the board's outbox
+    counter.set_wifi(True)
+
+    await fleet.board("disp-01").display.wait_for(lambda lines: lines[:1] == ["A001"], timeout=30)
+    await counter.display.wait_for(lambda lines: lines[:1] == ["A001"], timeout=10)
+    assert ctrl.queues.snapshot("blitar-mpp")["counters"]["1"]["serving"] == "A001"
