@@ -91,10 +91,13 @@ async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
     finally:
         if sim_task:
             sim_task.cancel()
+        log.info("stopping the virtual boards")
         await fleet.stop()
+        log.info("stopping the controller")
         ctrl_task.cancel()
         await asyncio.gather(ctrl_task, return_exceptions=True)
         if broker is not None:
+            log.info("stopping the embedded broker")
             await broker.shutdown()
         print("Sigap demo stopped.", flush=True)
 

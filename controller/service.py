@@ -132,27 +132,37 @@ class Controller:
 
     # -- lifetime ------------------------------------------------------------------
     async def run(self, listen: str | None = None, ready: asyncio.Event | None = None) -> None:
-        """Serve MQTT (and HTTP when listen is given) until cancelled."""
-        tasks = [asyncio.create_task(self.bus.run(), name="bus")]
+        """Serve MQTT (and HTTP when listen is given) until cancelled, then shut down cleanly."""
+        bus_task = asyncio.create_task(self.bus.run(), name="bus")
+        tasks = [bus_task]
         server = None
+        http_task = None
         if listen:
             host, port = parse_listen(listen)
             server = _Server(uvicorn.Config(create_app(self), host=host, port=port, log_level="warning", lifespan="off"))
-            tasks.append(asyncio.create_task(server.serve(), name="http"))
+            http_task = asyncio.create_task(server.serve(), name="http")
+            tasks.append(http_task)
         try:
             if ready is not None:
                 await self.bus.connected.wait()
-                if server is not None:
-                    while not server.started:
-                        await asyncio.sleep(0.01)
+                while server is not None and not server.started:
+                    await asyncio.sleep(0.01)
                 ready.set()
-            await asyncio.gather(*tasks)
+            # asyncio.wait, unlike gather, leaves the tasks running when we are
+            # cancelled, so the web server can be stopped gracefully below.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                t.result()
         finally:
             if server is not None:
                 server.should_exit = True
             await self.bus.stop()
-            for t in tasks:
-                t.cancel()
+            bus_task.cancel()
+            if http_task is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(http_task), 5)
+                except (TimeoutError, asyncio.CancelledError):
+                    http_task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.store.engine.dispose()
 

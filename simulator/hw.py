@@ -610,7 +610,9 @@ class VirtualEcho:
         elif self.rng.random() < self.spike_rate:
             d = self.rng.uniform(300, self.distance_mm * 0.6)  # rain drop, web, wall
         else:
-            d = self.distance_mm + self.rng.gauss(0, self.noise_mm) if self.noise_mm else self.distance_mm
+            d = self.distance_mm
+            if self.noise_mm:
+                d += self.rng.gauss(0, self.noise_mm)
         us = self.echo_us(d)
         return -1 if us > timeout_us else us
 

@@ -39,6 +39,10 @@ PINGRESP = const(0xD0)
 DISCONNECT = const(0xE0)
 
 # Packets without variable parts are constants: immutable, shared safely.
+# Packets with variable parts are built as fresh small bytes, not in one reused
+# bytearray as umqtt.simple does with a blocking socket: an asyncio transport
+# may keep a reference to what write() got until the kernel takes it (CPython
+# 3.12+ does), so rewriting a shared buffer could corrupt a pending packet.
 PINGREQ_PACKET = b"\xc0\x00"
 DISCONNECT_PACKET = b"\xe0\x00"
 

@@ -72,7 +72,11 @@ class MosquittoBroker:
             "max_queued_messages 100000\n"
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
-            "connection_messages true\n" + extra_conf
+            "connection_messages true\n"
+            # Started as root, mosquitto drops to user "mosquitto", which cannot
+            # write the test's private dirs (log, persistence): stay root there.
+            + ("user root\n" if os.geteuid() == 0 else "")
+            + extra_conf
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -28,7 +28,12 @@ EVT = "sigap/v1/dev/b1/evt/press"
 CMD = "sigap/v1/dev/b1/cmd/show"
 
 # Short timers so every test runs in a few seconds.
-FAST = {"backoff_min_ms": 50, "backoff_max_ms": 200, "ack_timeout_ms": 1000, "connect_timeout_ms": 2000}
+FAST = {
+    "backoff_min_ms": 50,
+    "backoff_max_ms": 200,
+    "ack_timeout_ms": 1000,
+    "connect_timeout_ms": 2000,
+}
 
 _ids = itertools.count(1)
 
@@ -82,13 +87,6 @@ async def peer(port: int, *topics: str) -> AsyncIterator[tuple[aiomqtt.Client, a
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def kill(broker: MosquittoBroker) -> None:
-    """SIGKILL the broker (a power cut); close the pipe that kill() leaves open."""
-    broker.kill()
-    if broker.proc is not None and broker.proc.stderr is not None:
-        broker.proc.stderr.close()
 
 
 async def next_msg(q: asyncio.Queue, timeout: float = 5.0) -> aiomqtt.Message:
@@ -193,16 +191,10 @@ class Relay:
             broker_w.transport.abort()
 
 
-# Run as root, mosquitto drops to user "mosquitto", which can neither write its
-# log nor read a password file in pytest's private tmp dir; "user root" keeps
-# it as it is (the option is ignored when not started as root).
-AS_ROOT = "user root\n"
-
-
 @pytest.fixture
 def logged_broker(tmp_path) -> Iterator[MosquittoBroker]:
     """A private broker whose log file is readable (broker.log_text())."""
-    b = MosquittoBroker(tmp_path / "logged", extra_conf=AS_ROOT).start()
+    b = MosquittoBroker(tmp_path / "logged").start()
     try:
         yield b
     finally:
@@ -235,7 +227,7 @@ async def test_connects_and_counts_connack(broker):
 async def test_refused_connack_raises_code_retries_and_counts(tmp_path):
     pwfile = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "b1", "right"], check=True)
-    conf = f"allow_anonymous false\npassword_file {pwfile}\n" + AS_ROOT
+    conf = f"allow_anonymous false\npassword_file {pwfile}\n"
     secured = MosquittoBroker(tmp_path / "broker", extra_conf=conf).start()
     try:
         wrong = board(secured.port, user="b1", password="wrong")
@@ -278,7 +270,11 @@ async def test_publish_qos1_reaches_subscriber(broker):
         async with running(client):
             assert client.publish(EVT, b'{"boot":1,"seq":1,"key":"A"}') is True
             msg = await next_msg(q)
-            assert (msg.topic.value, msg.payload, msg.qos) == (EVT, b'{"boot":1,"seq":1,"key":"A"}', 1)
+            assert (msg.topic.value, msg.payload, msg.qos) == (
+                EVT,
+                b'{"boot":1,"seq":1,"key":"A"}',
+                1,
+            )
             await client.publish_now(STATE, b'{"online":true}', retain=True)
             msg = await next_msg(q)
             assert (msg.topic.value, msg.payload) == (STATE, b'{"online":true}')
@@ -291,7 +287,9 @@ async def test_subscribe_receives_retained_then_live_messages(broker):
     async with peer(broker.port) as (p, _):
         await p.publish(CMD, b'{"lines":["A001"]}', qos=1, retain=True)
         client = board(broker.port)
-        client.on_message = lambda topic, payload, retained: got.put_nowait((topic, payload, retained))
+        client.on_message = lambda topic, payload, retained: got.put_nowait(
+            (topic, payload, retained)
+        )
         client.subscribe("sigap/v1/dev/b1/cmd/#", 1)
         async with running(client):
             assert await next_msg(got) == (CMD, b'{"lines":["A001"]}', True)
@@ -303,23 +301,15 @@ async def test_subscribe_receives_retained_then_live_messages(broker):
 async def test_subscribe_while_connected_takes_effect(broker):
     got: asyncio.Queue = asyncio.Queue()
     async with peer(broker.port) as (p, _):
+        # Retained, so it arrives as soon as the late SUBSCRIBE is processed.
+        await p.publish("late/topic", b"hello", qos=1, retain=True)
         client = board(broker.port)
-        client.on_message = lambda topic, payload, retained: got.put_nowait(payload)
+        client.on_message = lambda topic, payload, retained: got.put_nowait((payload, retained))
         async with running(client):
             client.subscribe("late/topic", 1)
-            # The SUBACK is not observable from outside: publish until one arrives.
-            async def keep_publishing() -> None:
-                while True:
-                    await p.publish("late/topic", b"hello", qos=1)
-                    await asyncio.sleep(0.05)
-
-            pusher = asyncio.create_task(keep_publishing())
-            try:
-                assert await next_msg(got) == b"hello"
-            finally:
-                pusher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pusher
+            assert await next_msg(got) == (b"hello", True)
+            await p.publish("late/topic", b"live", qos=1)
+            assert await next_msg(got) == (b"live", False)
 
 
 async def test_on_connect_runs_before_outbox_drains(broker):
@@ -348,7 +338,9 @@ async def test_will_delivered_when_link_dies_without_disconnect(broker):
         return reader, writer
 
     async with peer(broker.port, STATE) as (_, q):
-        client = board(broker.port, will=(STATE, b'{"online":false,"boot":1}', True, 1), open_connection=opener)
+        client = board(
+            broker.port, will=(STATE, b'{"online":false,"boot":1}', True, 1), open_connection=opener
+        )
         async with running(client):
             writers[-1].transport.abort()  # the TCP link dies; no DISCONNECT was sent
             msg = await next_msg(q)
@@ -425,7 +417,7 @@ async def test_broker_restart_resubscribes_and_delivers_message_queued_while_dow
         # The test holds the board off until its own subscriber is back on the
         # restarted broker, so the check does not race the board's reconnect.
         reachable.clear()
-        await asyncio.to_thread(kill, broker)
+        await asyncio.to_thread(broker.kill)
         await asyncio.wait_for(down.wait(), 5)
         assert client.publish(EVT, b"pressed while down") is True
         assert client.pending() == 1
@@ -438,8 +430,7 @@ async def test_broker_restart_resubscribes_and_delivers_message_queued_while_dow
             await p.publish(CMD, b"after restart", qos=1)  # needs the re-subscription
             assert await next_msg(got) == b"after restart"
         await until(lambda: client.pending() == 0)
-    assert client.stats["connect_failures"] >= 1
-    assert client.stats["disconnects"] >= 2
+    assert client.stats["connects"] == 2
 
 
 # -- QoS 1 retransmission ------------------------------------------------------------
@@ -453,7 +444,11 @@ async def test_lost_puback_resends_with_dup_on_same_link(relay, broker):
             client.publish(EVT, b"once")
             assert (await next_msg(q)).payload == b"once"
             await until(lambda: client.pending() == 0)
-            attempts = [(link, dup, pid) for link, dup, pid, payload in relay.published if payload == b"once"]
+            attempts = [
+                (link, dup, pid)
+                for link, dup, pid, payload in relay.published
+                if payload == b"once"
+            ]
             assert len(attempts) == 2
             (link1, dup1, pid1), (link2, dup2, pid2) = attempts
             assert (dup1, dup2) == (False, True)
@@ -474,7 +469,9 @@ async def test_link_cut_before_puback_resends_with_dup_after_reconnect(relay, br
             with contextlib.suppress(TimeoutError):
                 payloads.append((await next_msg(q, timeout=0.5)).payload)
             assert set(payloads) == {b"press 7"}  # at least once; the controller dedups
-            attempts = [(link, dup) for link, dup, _, payload in relay.published if payload == b"press 7"]
+            attempts = [
+                (link, dup) for link, dup, _, payload in relay.published if payload == b"press 7"
+            ]
             assert attempts == [(0, False), (1, True)]
 
 

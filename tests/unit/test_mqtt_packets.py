@@ -103,7 +103,11 @@ def test_connect_minimal_is_byte_exact():
 
 def test_connect_with_will_user_password_sets_flags_and_field_order():
     pkt = mqtt.connect_packet(
-        "kiosk-01", 30, will=("s/state", b'{"online":false}', True, 1), user="kiosk-01", password="pw"
+        "kiosk-01",
+        30,
+        will=("s/state", b'{"online":false}', True, 1),
+        user="kiosk-01",
+        password="pw",
     )
     first, body, end = mqtt.split_packet(pkt)
     assert (first, end) == (0x10, len(pkt))

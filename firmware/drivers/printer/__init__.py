@@ -1,0 +1,1 @@
+# Thermal ticket printer speaking ESC/POS over a UART.

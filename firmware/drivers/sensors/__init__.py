@@ -1,0 +1,1 @@
+# Water-level sensing: ultrasonic rangers, DS18B20 temperature, battery voltage.
