@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test bench lint typecheck mpy-compile mpy-test pytest setup mosquitto clean
+.PHONY: demo test bench lint typecheck mpy-compile mpy-test pytest setup mosquitto chromium clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +23,12 @@ $(NODE_STAMP): package.json package-lock.json
 	@touch $(NODE_STAMP)
 
 mosquitto:
-	@bash tests/tools/ensure-mosquitto.sh
+	@bash tests/tools/ensure-debian-package.sh mosquitto mosquitto /usr/sbin/mosquitto
 
-setup: $(STAMP) $(NODE_STAMP) mosquitto
+chromium:
+	@bash tests/tools/ensure-debian-package.sh chromium chromium /usr/bin/chromium
+
+setup: $(STAMP) $(NODE_STAMP) mosquitto chromium
 
 demo: $(STAMP)
 	$(BIN)/sigap demo

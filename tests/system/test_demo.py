@@ -1,0 +1,69 @@
+"""`sigap demo` as a user runs it: it starts, the queue moves, Ctrl-C stops it cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.harness.broker import free_port, wait_port
+from tests.harness.controller import ROOT
+
+
+def get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.status, r.read()
+
+
+def wait_until(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    """Poll an outside process's state until predicate() returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_demo_runs_the_queue_live_and_stops_cleanly_on_ctrl_c(tmp_path):
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "demo", "--listen", f"127.0.0.1:{port}",
+             "--data-dir", str(tmp_path / "data")],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+    try:
+        wait_port(port, up=True, timeout=60)
+        status, page = get(f"http://127.0.0.1:{port}/")
+        assert status == 200 and b"Sigap" in page
+        health = json.loads(get(f"http://127.0.0.1:{port}/api/health")[1])
+        assert health == {"status": "ok", "broker": "connected", "db": "ok"}
+
+        def moving():
+            snap = json.loads(get(f"http://127.0.0.1:{port}/api/queues/blitar-mpp")[1])
+            issued = sum(1 for s in snap["services"].values() if s["last"])
+            return snap if issued >= 2 and snap["calls"] else None
+
+        snap = wait_until(moving, 60, "tickets issued and called by the simulated boards")
+        assert any(c["serving"] for c in snap["counters"].values())
+        text = log.read_text()
+        assert "http://127.0.0.1:%d/" % port in text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    text = log.read_text()
+    assert code == 0, text[-2000:]
+    assert "Sigap demo stopped." in text
+    assert "Traceback" not in text
+    wait_port(port, up=False, timeout=5)
