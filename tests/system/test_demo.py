@@ -58,7 +58,7 @@ def test_demo_runs_the_queue_live_and_stops_cleanly_on_ctrl_c(tmp_path):
         snap = wait_until(moving, 60, "tickets issued and called by the simulated boards")
         assert any(c["serving"] for c in snap["counters"].values())
         text = log.read_text()
-        assert "http://127.0.0.1:%d/" % port in text
+        assert f"http://127.0.0.1:{port}/" in text
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
