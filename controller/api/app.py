@@ -6,10 +6,9 @@ import pathlib
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from controller.api.routes import health, metrics, queues, sites, tickets
+from controller.api.routes import health, metrics, pages, queues, sites, tickets
 
 STATIC = pathlib.Path(__file__).resolve().parents[1] / "web" / "static"
 
@@ -18,12 +17,7 @@ def create_app(controller: Any) -> FastAPI:
     """The web app bound to one running Controller."""
     app = FastAPI(title="Sigap", version=controller.version, docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.controller = controller
-    for r in (health.router, sites.router, queues.router, tickets.router, metrics.router):
+    for r in (health.router, sites.router, queues.router, tickets.router, metrics.router, pages.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
     return app

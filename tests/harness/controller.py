@@ -116,3 +116,20 @@ class SettableClock:
         from datetime import timedelta
 
         self.now += timedelta(**kw)
+
+
+def midday_timezone(now: datetime | None = None) -> str:
+    """An IANA fixed-offset zone where it is around noon right now.
+
+    For tests of a controller in its own process (real clock): services open
+    06:00–18:00 there are open whenever the test runs, with no clock hook in
+    production code.
+    """
+    from datetime import UTC
+
+    hour = (now or datetime.now(UTC)).astimezone(UTC).hour
+    offset = 12 - hour  # UTC+offset, within Etc's -12..+14 range
+    if offset == 0:
+        return "Etc/GMT"
+    # POSIX-style names: Etc/GMT-7 is UTC+7.
+    return f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"

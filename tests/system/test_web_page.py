@@ -18,7 +18,7 @@ async def test_page_shows_tickets_and_calls_as_boards_press(broker, tmp_path):
     cfg = parse_config(SKELETON)
     listen = f"127.0.0.1:{free_port()}"
     ctl = InProcessController(cfg, tmp_path / "sigap.db", broker.url, clock=OPEN_HOURS, listen=listen)
-    await ctl.start()
+    ctrl = await ctl.start()
     fleet = Fleet(cfg, "127.0.0.1", broker.port)
     fleet.start()
     try:
@@ -37,8 +37,18 @@ async def test_page_shows_tickets_and_calls_as_boards_press(broker, tmp_path):
             await fleet.board("kiosk-01").press("svc_A")
             await expect(waiting).to_have_text("2", timeout=10_000)
 
+            # The citizen's page behind the printed QR code.
+            token = next(t.token for t in ctrl.queues.sites["blitar-mpp"].tickets() if t.label == "A001")
+            ticket_page = await browser.new_page()
+            await ticket_page.goto(f"http://{listen}/t/{token}")
+            await expect(ticket_page.locator("#label")).to_have_text("A001", timeout=10_000)
+            await expect(ticket_page.locator("#status")).to_have_text("Menunggu dipanggil")
+
             await fleet.board("loket-01").press("next")
             await expect(serving).to_have_text("A001", timeout=10_000)
+            await ticket_page.reload()
+            await expect(ticket_page.locator("#status")).to_have_text("DIPANGGIL — silakan menuju loket", timeout=10_000)
+            await expect(ticket_page.locator("#detail")).to_have_text("Loket 1")
             await expect(waiting).to_have_text("1", timeout=10_000)
             await expect(page.locator('[data-site="blitar-mpp"] .calls li').first).to_have_text("A001 → loket 1")
             await page.screenshot(path=str(tmp_path / "page.png"))
