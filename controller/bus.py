@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlparse
 
@@ -49,6 +50,7 @@ class Bus:
         self.on_error: Callable[[str], None] | None = None
         self.connects = 0
         self.publish_failures = 0
+        self._sending: set[asyncio.Task[bool]] = set()
         self._stopping = False
 
     @property
@@ -78,6 +80,9 @@ class Bus:
                     # broker restart) the broker keeps the boards' QoS 1 events for it.
                     clean_session=False,
                     max_queued_outgoing_messages=100_000,
+                    # Without TCP_NODELAY every QoS 1 round trip waits ~40 ms on
+                    # Nagle + delayed ACK: measured 44 ms vs 0.6 ms on loopback.
+                    socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
                 ) as client:
                     self.client = client
                     await client.subscribe(wire.dev_topic(self.prefix, "+", "state"), qos=1)
@@ -135,9 +140,26 @@ class Bus:
             log.warning("publish to %s failed: %s", topic, e)
             return False
 
+    def send(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> None:
+        """Publish without waiting for the broker's PUBACK.
+
+        Tasks start in creation order and hand their packet to the client at
+        once, so messages leave in the order they were sent; a failure is
+        counted (retained outputs are all published again on reconnect).
+        """
+        task = asyncio.create_task(self.publish(topic, payload, retain, qos))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def drain(self) -> None:
+        """Wait until every message handed to send() has been published (or failed)."""
+        while self._sending:
+            await asyncio.gather(*list(self._sending), return_exceptions=True)
+
     async def stop(self) -> None:
         """Clean shutdown: retained offline state, then disconnect (no Will)."""
         self._stopping = True
+        await self.drain()
         if self.client is not None and self.is_connected:
             try:
                 await self.client.publish(

@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
+
 from controller.config import SiteConfig
 from controller.domain.queue import (
     CounterSpec,
@@ -33,6 +35,7 @@ from protocol import wire
 log = logging.getLogger("sigap.queues")
 
 HALL_LINES = 4
+RECENT_EVENTS = 100_000  # event ids remembered in memory for the fast duplicate check
 
 
 def _hhmm(value: Any) -> Any:
@@ -105,6 +108,7 @@ class QueueService:
         self.public_url = cfg.sigap.public_url.rstrip("/")
         self.sites: dict[str, SiteQueue] = {}
         self._shown: dict[str, bytes] = {}
+        self._recent: dict[tuple[str, int, int], None] = {}
         self._snapshots: dict[str, bytes] = {}
         for site in cfg.sites:
             if site.services:
@@ -154,13 +158,29 @@ class QueueService:
 
     # -- events ---------------------------------------------------------------------------
     async def _duplicate(self, dev: Any, msg: dict[str, Any]) -> bool:
+        """True (and the stored answer sent again) when this event was applied already.
+
+        Only events applied by this process are looked up here (the common
+        QoS 1 redelivery); any other repeat, e.g. after a restart, is caught by
+        the database's primary key when its transaction commits (see _commit).
+        """
+        if (dev.id, msg["boot"], msg["seq"]) not in self._recent:
+            return False
+        return self._answer_duplicate(dev, msg)
+
+    def _answer_duplicate(self, dev: Any, msg: dict[str, Any]) -> bool:
         found, answer = self.store.applied(dev.id, msg["boot"], msg["seq"])
         if not found:
             return False
         self.metrics.duplicates.inc()
         if answer is not None:
-            await self.bus.publish(wire.dev_topic(self.prefix, dev.id, "cmd/ticket"), answer.encode(), False, 1)
+            self.bus.send(wire.dev_topic(self.prefix, dev.id, "cmd/ticket"), answer.encode(), False, 1)
         return True
+
+    def _remember(self, key: tuple[str, int, int]) -> None:
+        self._recent[key] = None
+        if len(self._recent) > RECENT_EVENTS:
+            del self._recent[next(iter(self._recent))]
 
     def _answer(self, q: SiteQueue, seq: int, result: Ticket | Refusal) -> dict[str, Any]:
         if isinstance(result, Refusal):
@@ -178,7 +198,7 @@ class QueueService:
         try:
             with self.store.transaction() as conn:
                 self.store.record_applied(conn, dev.id, msg["boot"], msg["seq"], kind, answer, now)
-                self.store.save_tickets(conn, [ticket_row(t) for t in changed])
+                self.store.save_tickets(conn, [ticket_row(t) for t in changed], new=action == "issue")
                 st = q.counter_state(counter) if counter is not None else None
                 if counter is not None and st is not None:
                     self.store.save_counter(conn, q.site_id, counter, st.open, st.last_finished)
@@ -186,12 +206,16 @@ class QueueService:
                     # "next" finishes the current ticket before calling: two entries.
                     self.store.audit(conn, now, dev.id, "done", q.site_id, finished.label, counter, {"key": "next"})
                 self.store.audit(conn, now, dev.id, action, q.site_id, ticket, counter, detail)
+            self._remember((dev.id, msg["boot"], msg["seq"]))
             return True
-        except Exception:
+        except Exception as e:
             # Memory ran ahead of the database: rebuild this site from what is committed.
-            log.exception("could not persist %s from %s; site %s reloaded", action, dev.id, q.site_id)
             self.store.forget_cached_head()
             self.sites[q.site_id] = self._load_site(q.site_id)
+            if isinstance(e, sa.exc.IntegrityError) and self._answer_duplicate(dev, msg):
+                self._remember((dev.id, msg["boot"], msg["seq"]))
+                return False  # applied before (e.g. before a restart): answered from the record
+            log.exception("could not persist %s from %s; site %s reloaded", action, dev.id, q.site_id)
             self.metrics.reject("db_error")
             return False
 
@@ -221,7 +245,7 @@ class QueueService:
                 self.metrics.tickets.labels(site=q.site_id, service=result.service).inc()
         if not ok:
             return
-        await self.bus.publish(wire.dev_topic(self.prefix, dev.id, "cmd/ticket"), payload.encode(), False, 1)
+        self.bus.send(wire.dev_topic(self.prefix, dev.id, "cmd/ticket"), payload.encode(), False, 1)
         await self.publish_site(q.site_id)
 
     async def counter_press(self, dev: Any, msg: dict[str, Any]) -> None:
@@ -273,10 +297,11 @@ class QueueService:
         self._commit(q, dev, msg, "rating", None, outcome.changed, "rate", label, dev.counter, detail)
 
     # -- output ------------------------------------------------------------------------------
-    def shows(self, site_id: str) -> dict[str, dict[str, Any]]:
+    def shows(self, site_id: str, snap: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
         """What every counter board and display at a site should show now."""
         q = self.sites[site_id]
-        snap = q.snapshot()
+        if snap is None:
+            snap = q.snapshot()
         out: dict[str, dict[str, Any]] = {}
         for dev in self.cfg.devices:
             if dev.site != site_id:
@@ -309,7 +334,8 @@ class QueueService:
 
     async def publish_site(self, site_id: str, chime_counter: str | None = None, force: bool = False) -> None:
         """Publish changed shows (retained) and the site snapshot (retained)."""
-        for dev_id, show in self.shows(site_id).items():
+        snapshot = self.sites[site_id].snapshot()
+        for dev_id, show in self.shows(site_id, snapshot).items():
             dev = self.cfg.device(dev_id)
             chime = self._chimes(dev, chime_counter)
             body = json.dumps(show, separators=(",", ":")).encode()
@@ -318,12 +344,14 @@ class QueueService:
             if chime:
                 show = dict(show, chime=True)
             payload = json.dumps(show, separators=(",", ":")).encode()
-            if await self.bus.publish(wire.dev_topic(self.prefix, dev_id, "cmd/show"), payload, True, 1):
-                self._shown[dev_id] = body
-        snap = json.dumps(self.sites[site_id].snapshot(), separators=(",", ":")).encode()
+            # Outputs are not awaited (no PUBACK wait per message); all retained
+            # outputs are published again after a reconnect.
+            self.bus.send(wire.dev_topic(self.prefix, dev_id, "cmd/show"), payload, True, 1)
+            self._shown[dev_id] = body
+        snap = json.dumps(snapshot, separators=(",", ":")).encode()
         if force or self._snapshots.get(site_id) != snap:
-            if await self.bus.publish(wire.site_queue_topic(self.prefix, site_id), snap, True, 1):
-                self._snapshots[site_id] = snap
+            self.bus.send(wire.site_queue_topic(self.prefix, site_id), snap, True, 1)
+            self._snapshots[site_id] = snap
 
     async def publish_all(self, force: bool = False) -> None:
         """Every site's outputs (after a reconnect)."""

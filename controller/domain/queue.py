@@ -57,10 +57,10 @@ from zoneinfo import ZoneInfo
 
 from controller.domain.waiting import (
     CounterLoad,
+    Forecast,
     ServiceTimes,
     WaitingTicket,
     expected_remaining_s,
-    predict_call_times,
     to_minutes,
 )
 
@@ -69,6 +69,8 @@ RefusalReason = Literal["unknown_service", "closed", "quota_full", "unavailable"
 
 ALL_DAYS: frozenset[int] = frozenset(range(1, 8))
 MAX_NUMBER = 999
+FORECAST_MAX_AGE_S = 30.0
+"""A forecast older than this is made again even if nothing changed (busy counters' remaining time moves)."""
 MAX_CALLS_SHOWN = 10
 
 
@@ -245,8 +247,10 @@ class SiteQueue:
         )
         self._day: date | None = None
         self._version = 0
-        self._pred_key: tuple[int, datetime] | None = None
-        self._pred: dict[int, float] = {}
+        # The waiting-time forecast: made at _forecast_at for _forecast_version.
+        self._forecast: Forecast | None = None
+        self._forecast_at: datetime | None = None
+        self._forecast_version = -1
 
     # ---------------------------------------------------------------- time
 
@@ -321,6 +325,7 @@ class SiteQueue:
             self._tickets[t.id] = t
             self._by_token[token] = t
             self._version += 1
+            self._extend_forecast(t)
             return t
 
     # ---------------------------------------------------------------- counter actions
@@ -480,9 +485,25 @@ class SiteQueue:
             if t.status == "waiting" and t.day == self._day and t.service in self._services
         ]
 
-    def _predictions(self, now: datetime) -> dict[int, float]:
-        if self._pred_key == (self._version, now):
-            return self._pred
+    def _extend_forecast(self, t: Ticket) -> None:
+        # A new ticket at the end of the line extends the current forecast
+        # instead of replaying the whole queue (see waiting.Forecast).
+        f = self._forecast
+        if f is None or t.prio or self._forecast_version != self._version - 1:
+            return
+        if f.extend(WaitingTicket(t.id, t.service, t.prio, t.order_at)):
+            self._forecast_version = self._version
+
+    def _predictions(self, now: datetime) -> tuple[datetime, dict[int, float]]:
+        """(when the forecast was made, seconds from then until each waiting ticket is called)."""
+        at = self._forecast_at
+        if (
+            self._forecast is not None
+            and at is not None
+            and self._forecast_version == self._version
+            and 0 <= (now - at).total_seconds() <= FORECAST_MAX_AGE_S
+        ):
+            return at, self._forecast.call_s
         mean_s = {code: self._times.mean_min(code) * 60.0 for code in self._services}
         loads = []
         for cid, spec in self._counter_specs.items():
@@ -495,9 +516,10 @@ class SiteQueue:
         waiting = [
             WaitingTicket(t.id, t.service, t.prio, t.order_at) for t in self._waiting_today()
         ]
-        self._pred = predict_call_times(loads, waiting, mean_s)
-        self._pred_key = (self._version, now)
-        return self._pred
+        self._forecast = Forecast(loads, waiting, mean_s)
+        self._forecast_at = now
+        self._forecast_version = self._version
+        return now, self._forecast.call_s
 
     # ---------------------------------------------------------------- queries
 
@@ -575,7 +597,11 @@ class SiteQueue:
             now = self._now()
             if ticket.status != "waiting":
                 return 0.0
-            return self._predictions(now).get(ticket.id)
+            at, call_s = self._predictions(now)
+            s = call_s.get(ticket.id)
+            if s is None:
+                return None
+            return max(0.0, s - (now - at).total_seconds())
 
     def wait_min(self, ticket: Ticket) -> int | None:
         """:meth:`wait_s` in whole minutes, as shown to citizens."""

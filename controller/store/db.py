@@ -89,6 +89,17 @@ def _audit_body(row: Any) -> dict[str, Any]:
     }
 
 
+# Statements built once; each execution only binds parameters (the hot path
+# of every press: building statements per call cost more than SQLite itself).
+_INSERT_APPLIED = applied_events.insert()
+_INSERT_TICKET = tickets.insert()
+_UPDATE_TICKET = tickets.update().where(
+    tickets.c.site == sa.bindparam("b_site"), tickets.c.ticket_id == sa.bindparam("b_ticket_id")
+)
+_INSERT_AUDIT = audit_log.insert()
+_UPDATE_HEAD = audit_head.update().where(audit_head.c.one == 1)
+
+
 class Store:
     """The controller's only door to the database."""
 
@@ -129,22 +140,20 @@ class Store:
     ) -> None:
         """Remember an applied event (in the caller's transaction)."""
         conn.execute(
-            applied_events.insert().values(
-                device_id=device_id, boot=boot, seq=seq, kind=kind, applied_at=at, answer=answer
-            )
+            _INSERT_APPLIED,
+            {"device_id": device_id, "boot": boot, "seq": seq, "kind": kind, "applied_at": at, "answer": answer},
         )
 
     # -- tickets and counters -----------------------------------------------------
-    def save_tickets(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-        """Insert or update ticket rows keyed by (site, ticket_id)."""
+    def save_tickets(self, conn: sa.Connection, rows: list[dict[str, Any]], new: bool = False) -> None:
+        """Insert (new=True: freshly issued) or update ticket rows keyed by (site, ticket_id)."""
         for row in rows:
-            res = conn.execute(
-                tickets.update()
-                .where(tickets.c.site == row["site"], tickets.c.ticket_id == row["ticket_id"])
-                .values(**row)
-            )
+            if new:
+                conn.execute(_INSERT_TICKET, row)
+                continue
+            res = conn.execute(_UPDATE_TICKET, {"b_site": row["site"], "b_ticket_id": row["ticket_id"], **row})
             if res.rowcount == 0:
-                conn.execute(tickets.insert().values(**row))
+                conn.execute(_INSERT_TICKET, row)
 
     def load_tickets(self, site: str, since_day: str) -> list[dict[str, Any]]:
         """Ticket rows of a site from a local day on (and any still called), oldest first."""
@@ -217,20 +226,21 @@ class Store:
         }
         h = audit_hash(prev, body)
         conn.execute(
-            audit_log.insert().values(
-                id=entry_id,
-                at=at.astimezone(UTC),
-                actor=actor,
-                action=action,
-                site=site,
-                ticket=ticket,
-                counter=counter,
-                detail=body["detail"],
-                prev_hash=prev,
-                hash=h,
-            )
+            _INSERT_AUDIT,
+            {
+                "id": entry_id,
+                "at": at.astimezone(UTC),
+                "actor": actor,
+                "action": action,
+                "site": site,
+                "ticket": ticket,
+                "counter": counter,
+                "detail": body["detail"],
+                "prev_hash": prev,
+                "hash": h,
+            },
         )
-        res = conn.execute(audit_head.update().where(audit_head.c.one == 1).values(last_id=entry_id, hash=h))
+        res = conn.execute(_UPDATE_HEAD, {"last_id": entry_id, "hash": h})
         if res.rowcount == 0:
             conn.execute(audit_head.insert().values(one=1, last_id=entry_id, hash=h))
         self._audit_head = (entry_id, h)

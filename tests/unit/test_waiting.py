@@ -6,11 +6,14 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.domain.queue import CounterSpec, ServiceSpec, SiteQueue, Ticket
 from controller.domain.waiting import (
     DEFAULT_PRIOR_MIN,
     CounterLoad,
+    Forecast,
     ServiceTimes,
     WaitingTicket,
     evaluate_day,
@@ -185,3 +188,29 @@ def test_estimate_on_simulated_days_is_close_and_beats_baselines() -> None:
     pooled = sum(d["mae"] for d in days) / sum(d["mean_wait"] for d in days)
     assert pooled < 0.32
     assert sum(d["within_5min"] for d in days) / len(days) > 0.6
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    busy=st.lists(st.floats(0, 900), min_size=1, max_size=5),
+    serves=st.lists(st.sets(st.sampled_from("ABC"), min_size=1), min_size=5, max_size=5),
+    opened=st.lists(st.booleans(), min_size=5, max_size=5),
+    tickets=st.lists(st.tuples(st.sampled_from("ABC"), st.booleans()), max_size=30),
+    newcomer=st.sampled_from("ABC"),
+)
+def test_extending_a_forecast_with_a_newcomer_equals_a_full_replay(busy, serves, opened, tickets, newcomer):
+    counters = [
+        CounterLoad(str(i), frozenset(serves[i]), opened[i], b) for i, b in enumerate(busy)
+    ]
+    t0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+    waiting = [
+        WaitingTicket(k, svc, prio, t0 + timedelta(seconds=k)) for k, (svc, prio) in enumerate(tickets)
+    ]
+    mean = {"A": 600.0, "B": 420.0, "C": 300.0}
+    last = WaitingTicket(len(tickets), newcomer, False, t0 + timedelta(hours=1))
+    full = Forecast(counters, [*waiting, last], mean).call_s
+    f = Forecast(counters, waiting, mean)
+    if f.extend(last):
+        assert f.call_s == full
+    else:  # no open counter serves it: a full replay (with its fallback) is needed
+        assert not any(c.open and newcomer in c.services for c in counters)
