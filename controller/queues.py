@@ -143,6 +143,12 @@ class QueueService:
                 self.store.save_tickets(conn, [ticket_row(t) for t in repaired])
         return q
 
+    def reload_site(self, site_id: str) -> None:
+        """Rebuild a site's queue from what is committed (after an unexpected error)."""
+        if site_id in self.sites:
+            self.store.forget_cached_head()
+            self.sites[site_id] = self._load_site(site_id)
+
     def snapshot(self, site_id: str) -> dict[str, Any] | None:
         """The CONTRACT §4 queue snapshot, or None for an unknown site."""
         q = self.sites.get(site_id)
@@ -210,8 +216,7 @@ class QueueService:
             return True
         except Exception as e:
             # Memory ran ahead of the database: rebuild this site from what is committed.
-            self.store.forget_cached_head()
-            self.sites[q.site_id] = self._load_site(q.site_id)
+            self.reload_site(q.site_id)
             if isinstance(e, sa.exc.IntegrityError) and self._answer_duplicate(dev, msg):
                 self._remember((dev.id, msg["boot"], msg["seq"]))
                 return False  # applied before (e.g. before a restart): answered from the record
@@ -245,6 +250,11 @@ class QueueService:
                 self.metrics.tickets.labels(site=q.site_id, service=result.service).inc()
         if not ok:
             return
+        if key not in dev.services:
+            # A code this kiosk has no button for: a misconfigured or rogue board.
+            # Answered with the contract's refusal, and logged and counted as bad input.
+            self.metrics.reject("unknown_service")
+            log.warning("rejected press from %s: unknown_service (key %r)", dev.id, key)
         self.bus.send(wire.dev_topic(self.prefix, dev.id, "cmd/ticket"), payload.encode(), False, 1)
         await self.publish_site(q.site_id)
 

@@ -100,12 +100,19 @@ class Controller:
             self.presence.on_state(device_id, True, msg, now)
             return
         self.presence.seen(device_id, True, now)
-        if name == "press" and dev.role == "kiosk":
-            await self.queues.kiosk_press(dev, msg)
-        elif name == "press" and dev.role == "counter":
-            await self.queues.counter_press(dev, msg)
-        elif name == "rating" and dev.role == "counter":
-            await self.queues.rating(dev, msg)
+        if (name, dev.role) in (("press", "kiosk"), ("press", "counter"), ("rating", "counter")):
+            try:
+                if name == "press" and dev.role == "kiosk":
+                    await self.queues.kiosk_press(dev, msg)
+                elif name == "press":
+                    await self.queues.counter_press(dev, msg)
+                else:
+                    await self.queues.rating(dev, msg)
+            except Exception:
+                # A bug between the domain and the commit: memory may be ahead of
+                # the database, so rebuild the site from what is committed.
+                self.queues.reload_site(dev.site)
+                raise
         elif name == "reading" and dev.role == "water":
             self._reject("not_supported_yet", topic)
         else:

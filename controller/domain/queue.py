@@ -370,6 +370,9 @@ class SiteQueue:
             cur.status = "called"
             cur.calls += 1
             cur.called_at = now
+            # A recall moves the call to the top of the hall's list; it is not a second entry.
+            for old in [c for c in self._calls if c.ticket == cur.label and c.counter == counter_id]:
+                self._calls.remove(old)
             self._calls.appendleft(Call(cur.label, counter_id, now))
             self._version += 1
             return Outcome("recall", counter_id, ticket=cur, changed=[cur])

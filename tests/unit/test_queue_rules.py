@@ -299,7 +299,7 @@ def test_called_ticket_becomes_serving_after_grace(q: SiteQueue, clock: Clock) -
     assert ticket_status(t, clock.t, call_grace_s=300) == "called"
 
 
-def test_recall_repeats_the_call(q: SiteQueue, clock: Clock) -> None:
+def test_recall_repeats_the_call_and_moves_it_to_the_top_of_the_hall_list(q: SiteQueue, clock: Clock) -> None:
     t = issue(q)
     q.call_next("1")
     clock.advance(minutes=3)
@@ -307,8 +307,10 @@ def test_recall_repeats_the_call(q: SiteQueue, clock: Clock) -> None:
     out = q.recall("1")
     assert out.ticket is t and out.event == "recall" and out.changed == [t]
     assert t.calls == 2 and t.called_at == clock.t and q.status(t) == "called"
-    assert q.snapshot()["calls"][0]["ticket"] == "A001"
-    assert len(q.snapshot()["calls"]) == 2
+    calls = q.snapshot()["calls"]
+    # The hall lists the call once, moved to the top with the recall's time.
+    assert [c["ticket"] for c in calls] == ["A001"]
+    assert calls[0]["at"] == "2026-11-23T08:03:00+07:00"
 
 
 def test_skip_marks_no_show_and_calls_nothing(q: SiteQueue) -> None:
