@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from controller.errors import UserError
 
-class UserError(Exception):
-    """An error the user can fix: printed as one line, exit status 2, no traceback."""
+__all__ = ["UserError", "main"]
 
 
 def _parser() -> argparse.ArgumentParser:

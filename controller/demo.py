@@ -110,6 +110,13 @@ def demo_main(args: argparse.Namespace) -> int:
     logging.getLogger("amqtt").setLevel(logging.ERROR)
     logging.getLogger("transitions").setLevel(logging.ERROR)
     parse_listen(args.listen)
+    if args.broker:
+        from controller.errors import UserError
+
+        try:
+            parse_broker_url(args.broker)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     if args.data_dir:
         data_dir = pathlib.Path(args.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)

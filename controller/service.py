@@ -20,7 +20,7 @@ import uvicorn
 
 from controller import __version__
 from controller.api import create_app
-from controller.bus import Bus
+from controller.bus import Bus, parse_broker_url
 from controller.config import ConfigError, SiteConfig, load_config
 from controller.metrics import Metrics
 from controller.presence import Presence
@@ -186,7 +186,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     """HOST:PORT → (host, port)."""
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
-        from controller.cli import UserError
+        from controller.errors import UserError
 
         raise UserError(f"--listen must be HOST:PORT, got {listen!r}")
     return host, int(port)
@@ -208,7 +208,7 @@ def setup_logging() -> None:
 
 def controller_main(args: argparse.Namespace) -> int:
     """`sigap controller`"""
-    from controller.cli import UserError
+    from controller.errors import UserError
 
     setup_logging()
     try:
@@ -217,9 +217,14 @@ def controller_main(args: argparse.Namespace) -> int:
         raise UserError("invalid config:\n  " + "\n  ".join(e.errors)) from None
     parse_listen(args.listen)
     try:
+        parse_broker_url(args.broker)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    try:
         store = open_store(args.db or default_db_url(args.config))
     except Exception as e:
-        raise UserError(f"cannot open the database: {e}") from None
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise UserError(f"cannot open the database {args.db or default_db_url(args.config)}: {reason}") from None
     ctrl = Controller(cfg, store, args.broker)
     log.info("Sigap controller %s: broker %s, web http://%s", __version__, args.broker, args.listen)
     asyncio.run(run_until_signal(ctrl.run(args.listen)))

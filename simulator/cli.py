@@ -15,7 +15,7 @@ from simulator.live import busy_hall
 
 def simulate_main(args: argparse.Namespace) -> int:
     """Run every board of the config on virtual hardware until Ctrl-C."""
-    from controller.cli import UserError
+    from controller.errors import UserError
     from controller.service import run_until_signal, setup_logging
 
     setup_logging()
