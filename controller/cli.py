@@ -87,6 +87,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from simulator.cli import simulate_main
 
         return simulate_main(args)
+    if args.command == "deploy":
+        from firmware.tools.deploy import deploy_main
+
+        return deploy_main(args)
     if args.command == "audit":
         return _audit_verify(args)
     raise UserError(f"'{args.command}' is not available yet in this version")

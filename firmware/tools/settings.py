@@ -37,4 +37,6 @@ def board_settings(cfg: Any, device_id: str, broker_host: str = "127.0.0.1", bro
     s["pins"] = {name: None for name in pins}
     details = dev.model_dump(exclude={"id", "site", "role"})
     s.update({k: v for k, v in details.items() if v is not None})
+    if dev.role == "water":
+        s["siren_mm"] = dev.siren_level_mm  # the awas threshold unless set: the board needs a number
     return s
