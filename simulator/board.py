@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 
-async def _until(predicate: Any, timeout: float, step: float = 0.01) -> None:
+async def wait_until(predicate: Any, timeout: float, step: float = 0.01) -> None:
     """Wait for a condition owned by code that has no event to offer (bounded)."""
 
     async def _poll() -> None:
@@ -156,12 +156,12 @@ class VirtualBoard:
 
     async def device_ready(self, timeout: float = 10.0) -> None:
         """Wait until the firmware is connected to the broker."""
-        await _until(lambda: self.device is not None, timeout)
+        await wait_until(lambda: self.device is not None, timeout)
         await asyncio.wait_for(self.device.mqtt.wait_connected(), timeout)
 
     async def wait_offline(self, timeout: float = 10.0) -> None:
         """Wait until the firmware has noticed its broker link is gone."""
-        await _until(lambda: self.device is not None and not self.device.mqtt.isconnected(), timeout)
+        await wait_until(lambda: self.device is not None and not self.device.mqtt.isconnected(), timeout)
 
     @property
     def display(self) -> VirtualTextDisplay:

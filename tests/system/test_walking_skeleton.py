@@ -12,6 +12,7 @@ import asyncio
 import pytest
 
 from controller.config import parse_config
+from simulator.board import wait_until
 from simulator.fleet import Fleet
 from tests.harness.controller import InProcessController, fixed_clock
 
@@ -139,3 +140,27 @@ async def test_press_made_while_offline_is_delivered_after_broker_restart(hall, 
     await fleet.board("disp-01").display.wait_for(lambda lines: lines[:1] == ["A001"], timeout=30)
     await counter.display.wait_for(lambda lines: lines[:1] == ["A001"], timeout=10)
     assert ctrl.queues.snapshot("blitar-mpp")["counters"]["1"]["serving"] == "A001"
+
+
+@pytest.mark.timeout(60)
+async def test_boards_announce_themselves_again_when_the_controller_restarts(broker, tmp_path):
+    cfg = parse_config(SKELETON)
+    first = InProcessController(cfg, tmp_path / "sigap.db", broker.url, clock=OPEN_HOURS)
+    await first.start()
+    fleet = Fleet(cfg, "127.0.0.1", broker.port)
+    fleet.start()
+    try:
+        for b in fleet.boards.values():
+            await b.device_ready(timeout=10)
+        await first.stop()  # clean stop: ctl/state goes offline (retained)
+        second = InProcessController(cfg, tmp_path / "sigap.db", broker.url, clock=OPEN_HOURS)
+        ctrl = await second.start()
+        try:
+            for dev_id, b in fleet.boards.items():
+                await wait_until(lambda b=b: b.device.rebirths >= 1, 10)
+                seen = ctrl.presence.devices[dev_id]
+                assert seen.online and seen.boot == b.device.boot
+        finally:
+            await second.stop()
+    finally:
+        await fleet.stop()
