@@ -19,7 +19,7 @@ import time
 
 from tests.bench.mqtt_timing import client, fmt, pace, percentiles
 from tests.harness.broker import MosquittoBroker
-from tests.harness.controller import SubprocessController, midday_timezone
+from tests.harness.controller import SubprocessController, kiosk_site_toml
 
 RATE = 50.0
 SECONDS = 20
@@ -60,40 +60,10 @@ def bare_round_trip(port: int) -> list[float]:
     return rtts
 
 
-def site_config(tz: str) -> str:
-    devices = "".join(
-        f'\n[[devices]]\nid = "{k}"\nsite = "mpp"\nrole = "kiosk"\nservices = ["A", "B"]\n' for k in KIOSKS
-    )
-    return f"""
-[sigap]
-prefix = "sigap"
-[[sites]]
-id = "mpp"
-name = "MPP bench"
-timezone = "{tz}"
-[[sites.services]]
-code = "A"
-name = "Perekaman KTP-el"
-agency = "Dispendukcapil"
-open = "06:00"
-close = "18:00"
-[[sites.services]]
-code = "B"
-name = "Kartu Keluarga"
-agency = "Dispendukcapil"
-open = "06:00"
-close = "18:00"
-[[sites.counters]]
-id = "1"
-name = "Loket 1"
-services = ["A", "B"]
-{devices}"""
-
-
 def press_latency(port: int, workdir: pathlib.Path, broker_url: str) -> list[float]:
     """Kiosk presses at RATE for SECONDS against the controller process."""
     cfg = workdir / "sites.toml"
-    cfg.write_text(site_config(midday_timezone()))
+    cfg.write_text(kiosk_site_toml(KIOSKS, services="AB"))
     ctl = SubprocessController(cfg, workdir / "bench.db", broker_url, workdir / "controller.log")
     ctl.start()
     sent: dict[tuple[str, int], float] = {}

@@ -133,3 +133,23 @@ def midday_timezone(now: datetime | None = None) -> str:
         return "Etc/GMT"
     # POSIX-style names: Etc/GMT-7 is UTC+7.
     return f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+def kiosk_site_toml(kiosks: tuple[str, ...] | list[str], services: str = "A", tz: str | None = None) -> str:
+    """A one-counter site 'mpp' open 06:00–18:00 (in a zone where it is midday now) with these kiosks.
+
+    For tests and benchmarks that drive a controller process on the real clock.
+    """
+    names = {"A": ("Perekaman KTP-el", "Dispendukcapil"), "B": ("Kartu Keluarga", "Dispendukcapil"),
+             "C": ("Paspor", "Imigrasi")}
+    lines = ["[sigap]", 'prefix = "sigap"', "", "[[sites]]", 'id = "mpp"', 'name = "MPP uji"',
+             f'timezone = "{tz or midday_timezone()}"']
+    for code in services:
+        name, agency = names[code]
+        lines += ["", "[[sites.services]]", f'code = "{code}"', f'name = "{name}"', f'agency = "{agency}"',
+                  'open = "06:00"', 'close = "18:00"']
+    codes = ", ".join(f'"{c}"' for c in services)
+    lines += ["", "[[sites.counters]]", 'id = "1"', 'name = "Loket 1"', f"services = [{codes}]"]
+    for k in kiosks:
+        lines += ["", "[[devices]]", f'id = "{k}"', 'site = "mpp"', 'role = "kiosk"', f"services = [{codes}]"]
+    return "\n".join(lines) + "\n"

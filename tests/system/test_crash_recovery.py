@@ -17,37 +17,10 @@ import paho.mqtt.client as mqtt
 import pytest
 import sqlalchemy as sa
 
-from tests.harness.controller import SubprocessController, midday_timezone
+from tests.harness.controller import SubprocessController, kiosk_site_toml
 
 N_PER_KIOSK = 120
 KIOSKS = ("kiosk-01", "kiosk-02")
-
-
-def site_config(tz: str) -> str:
-    devices = "".join(
-        f'\n[[devices]]\nid = "{k}"\nsite = "mpp"\nrole = "kiosk"\nservices = ["A"]\n' for k in KIOSKS
-    )
-    return f"""
-[sigap]
-prefix = "sigap"
-
-[[sites]]
-id = "mpp"
-name = "MPP uji"
-timezone = "{tz}"
-
-[[sites.services]]
-code = "A"
-name = "Perekaman KTP-el"
-agency = "Dispendukcapil"
-open = "06:00"
-close = "18:00"
-
-[[sites.counters]]
-id = "1"
-name = "Loket 1"
-services = ["A"]
-{devices}"""
 
 
 class Kiosks:
@@ -95,7 +68,7 @@ class Kiosks:
 @pytest.mark.timeout(180)
 def test_sigkill_mid_burst_loses_no_ticket_and_reuses_no_number(broker, tmp_path):
     cfg = tmp_path / "sites.toml"
-    cfg.write_text(site_config(midday_timezone()))
+    cfg.write_text(kiosk_site_toml(KIOSKS))
     db = tmp_path / "sigap.db"
     ctl = SubprocessController(cfg, db, broker.url, tmp_path / "controller.log")
     ctl.start()
