@@ -18,6 +18,12 @@ class Metrics:
         self.refusals = Counter("sigap_tickets_refused", "Ticket requests refused", ["site", "reason"], registry=r)
         self.calls = Counter("sigap_calls", "Tickets called at counters", ["site"], registry=r)
         self.publish_failures = Counter("sigap_publish_failures", "Publishes lost while the broker was down", registry=r)
+        self.readings = Counter("sigap_readings", "Water readings received (valid or not)", registry=r)
+        self.readings_rejected = Counter(
+            "sigap_readings_rejected", "Water readings rejected or held back as suspect, by reason", ["reason"], registry=r
+        )
+        self.alert_changes = Counter("sigap_alert_changes", "Alert changes, by action and kind", ["action", "kind"],
+                                     registry=r)
         self.devices_online = Gauge("sigap_devices_online", "Boards online now", registry=r)
         self.broker_connected = Gauge("sigap_broker_connected", "1 when the broker link is up", registry=r)
 

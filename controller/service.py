@@ -20,6 +20,7 @@ import uvicorn
 
 from controller import __version__
 from controller.api import create_app
+from controller.auth import Auth
 from controller.bus import Bus, parse_broker_url
 from controller.config import ConfigError, SiteConfig, load_config
 from controller.metrics import Metrics
@@ -27,11 +28,14 @@ from controller.presence import Presence
 from controller.queues import QueueService
 from controller.store import Store, open_store
 from controller.store.db import default_db_url
+from controller.water import WaterService
 from protocol import wire
 
 log = logging.getLogger("sigap.controller")
 
 Clock = Callable[[], datetime]
+WATER_CHECK_S = 5.0
+"""How often (seconds) the offline rule runs over every water sensor."""
 
 
 def utcnow() -> datetime:
@@ -54,6 +58,9 @@ class Controller:
         self.bus.on_error = self.metrics.reject
         self.presence = Presence(store)
         self.queues = QueueService(cfg, store, self.bus, self.metrics, clock)
+        self.water = WaterService(cfg, store, self.bus, self.metrics, clock)
+        self.auth = Auth(store)
+        self.water_check_s = WATER_CHECK_S
         self.handled = 0
         self._handled_event = asyncio.Event()
 
@@ -114,7 +121,7 @@ class Controller:
                 self.queues.reload_site(dev.site)
                 raise
         elif name == "reading" and dev.role == "water":
-            self._reject("not_supported_yet", topic)
+            await self.water.reading(dev, msg)
         else:
             self._reject("wrong_role", topic, f"{name} from a {dev.role}")
 
@@ -131,6 +138,16 @@ class Controller:
     async def republish_all(self) -> None:
         """After (re)connecting: every retained output again (shows, snapshots)."""
         await self.queues.publish_all(force=True)
+        await self.water.publish_all(force=True)
+
+    async def _water_checks(self) -> None:
+        """The periodic offline rule (CONTRACT §3); an error is logged, never ends the loop."""
+        while True:
+            await asyncio.sleep(self.water_check_s)
+            try:
+                await self.water.check(self.clock())
+            except Exception:
+                log.exception("water check failed")
 
     def refresh_gauges(self) -> None:
         """Gauges computed on scrape."""
@@ -141,7 +158,8 @@ class Controller:
     async def run(self, listen: str | None = None, ready: asyncio.Event | None = None) -> None:
         """Serve MQTT (and HTTP when listen is given) until cancelled, then shut down cleanly."""
         bus_task = asyncio.create_task(self.bus.run(), name="bus")
-        tasks = [bus_task]
+        check_task = asyncio.create_task(self._water_checks(), name="water-check")
+        tasks = [bus_task, check_task]
         server = None
         http_task = None
         if listen:
@@ -163,6 +181,7 @@ class Controller:
         finally:
             if server is not None:
                 server.should_exit = True
+            check_task.cancel()
             await self.bus.stop()
             bus_task.cancel()
             if http_task is not None:

@@ -8,7 +8,17 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from controller.api.routes import health, metrics, pages, queues, sites, tickets
+from controller.api.routes import (
+    alerts,
+    auth,
+    health,
+    metrics,
+    pages,
+    queues,
+    sensors,
+    sites,
+    tickets,
+)
 
 STATIC = pathlib.Path(__file__).resolve().parents[1] / "web" / "static"
 
@@ -17,7 +27,7 @@ def create_app(controller: Any) -> FastAPI:
     """The web app bound to one running Controller."""
     app = FastAPI(title="Sigap", version=controller.version, docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.controller = controller
-    for r in (health.router, sites.router, queues.router, tickets.router, metrics.router, pages.router):
+    for r in (health.router, sites.router, queues.router, tickets.router, sensors.router, alerts.router, auth.router, metrics.router, pages.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

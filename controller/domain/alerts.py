@@ -244,6 +244,11 @@ class AlertBook:
                 if a.active and (sensor is None or a.sensor == sensor)
             ]
 
+    def alerts(self) -> list[Alert]:
+        """Every alert the book holds (active and recently resolved), oldest first (copies)."""
+        with self._lock:
+            return [replace(a) for _, a in sorted(self._alerts.items())]
+
     def restore(self, alerts: Iterable[Alert]) -> None:
         """Rebuild the book from stored alerts (at least every active one).
 

@@ -21,17 +21,25 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 
 from controller.store.tables import (
+    alerts,
     applied_events,
     audit_head,
     audit_log,
     counters,
     devices,
     metadata,
+    readings,
+    readings_5min,
+    secrets,
+    sensor_state,
     tickets,
+    users,
 )
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 GENESIS = "0" * 64
+AGGREGATE_S = 300
+"""Width of a downsampled readings bucket (readings_5min)."""
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -98,6 +106,11 @@ _UPDATE_TICKET = tickets.update().where(
 )
 _INSERT_AUDIT = audit_log.insert()
 _UPDATE_HEAD = audit_head.update().where(audit_head.c.one == 1)
+_INSERT_READING = readings.insert()
+_UPDATE_SENSOR = sensor_state.update().where(sensor_state.c.sensor == sa.bindparam("b_sensor"))
+_INSERT_SENSOR = sensor_state.insert()
+_UPDATE_ALERT = alerts.update().where(alerts.c.id == sa.bindparam("b_id"))
+_INSERT_ALERT = alerts.insert()
 
 
 class Store:
@@ -293,6 +306,116 @@ class Store:
                 d["last_seen"] = utc(d["last_seen"])
                 out.append(d)
             return out
+
+    # -- water ---------------------------------------------------------------------------
+    def save_reading(self, conn: sa.Connection, row: dict[str, Any]) -> None:
+        """Append one reading to the history (in the caller's transaction)."""
+        conn.execute(_INSERT_READING, row)
+
+    def add_to_aggregate(self, conn: sa.Connection, sensor: str, ts: int, level_mm: int) -> None:
+        """Count an accepted reading into its 5-minute bucket (in the caller's transaction)."""
+        bucket = ts - ts % AGGREGATE_S
+        t = readings_5min
+        res = conn.execute(
+            t.update()
+            .where(t.c.sensor == sensor, t.c.bucket == bucket)
+            .values(
+                n=t.c.n + 1,
+                level_sum=t.c.level_sum + level_mm,
+                level_min=sa.case((t.c.level_min > level_mm, level_mm), else_=t.c.level_min),
+                level_max=sa.case((t.c.level_max < level_mm, level_mm), else_=t.c.level_max),
+            )
+        )
+        if res.rowcount == 0:
+            conn.execute(t.insert().values(sensor=sensor, bucket=bucket, n=1, level_min=level_mm,
+                                           level_max=level_mm, level_sum=level_mm))
+
+    def load_aggregates(self, sensor: str, since: int, until: int) -> list[dict[str, Any]]:
+        """5-minute buckets of a sensor starting within since..until, oldest first."""
+        t = readings_5min
+        q = (sa.select(t).where(t.c.sensor == sensor, t.c.bucket >= since - since % AGGREGATE_S, t.c.bucket <= until)
+             .order_by(t.c.bucket))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def settle_held_reading(self, conn: sa.Connection, sensor: str, ts: int, accepted: bool) -> None:
+        """The verdict on a reading held as a possible spike: a real step is accepted after all."""
+        conn.execute(
+            readings.update()
+            .where(readings.c.sensor == sensor, readings.c.ts == ts, readings.c.reason == "suspect_spike")
+            .values(accepted=accepted)
+        )
+
+    def load_readings(self, sensor: str, since: int, until: int, accepted_only: bool = True,
+                      limit: int | None = None) -> list[dict[str, Any]]:
+        """Readings of a sensor with since <= ts <= until, oldest first."""
+        q = sa.select(readings).where(readings.c.sensor == sensor, readings.c.ts >= since, readings.c.ts <= until)
+        if accepted_only:
+            q = q.where(readings.c.accepted.is_(True))
+        q = q.order_by(readings.c.ts, readings.c.id)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def save_sensor_state(self, conn: sa.Connection, row: dict[str, Any]) -> None:
+        """Insert or update one sensor's current state."""
+        res = conn.execute(_UPDATE_SENSOR, {"b_sensor": row["sensor"], **row})
+        if res.rowcount == 0:
+            conn.execute(_INSERT_SENSOR, row)
+
+    def load_sensor_states(self) -> dict[str, dict[str, Any]]:
+        """Every stored sensor state by sensor id."""
+        with self.engine.connect() as conn:
+            return {r["sensor"]: dict(r) for r in conn.execute(sa.select(sensor_state)).mappings()}
+
+    def save_alert(self, conn: sa.Connection, row: dict[str, Any]) -> None:
+        """Insert or update one alert row (keyed by its id)."""
+        res = conn.execute(_UPDATE_ALERT, {"b_id": row["id"], **row})
+        if res.rowcount == 0:
+            conn.execute(_INSERT_ALERT, row)
+
+    def load_alerts(self, keep_resolved: int = 1000) -> list[dict[str, Any]]:
+        """Every active alert and the newest resolved ones, by id."""
+        with self.engine.connect() as conn:
+            active = conn.execute(sa.select(alerts).where(alerts.c.state != "resolved")).mappings().all()
+            done = conn.execute(
+                sa.select(alerts).where(alerts.c.state == "resolved").order_by(alerts.c.id.desc()).limit(keep_resolved)
+            ).mappings().all()
+        return sorted((dict(r) for r in [*active, *done]), key=lambda r: r["id"])
+
+    def max_alert_id(self) -> int:
+        """Highest alert id ever stored (0 when none)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(alerts.c.id))).scalar() or 0)
+
+    # -- users and secrets -------------------------------------------------------------------
+    def secret(self, name: str, make: Any) -> str:
+        """The named secret; created with make() (and kept) when absent."""
+        with self.transaction() as conn:
+            v = conn.execute(sa.select(secrets.c.value).where(secrets.c.name == name)).scalar()
+            if v is None:
+                v = make()
+                conn.execute(secrets.insert().values(name=name, value=v))
+        return str(v)
+
+    def user(self, username: str) -> dict[str, Any] | None:
+        """One user's row, or None."""
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(users).where(users.c.username == username)).mappings().first()
+        return dict(r) if r else None
+
+    def count_users(self) -> int:
+        """How many users exist."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(users)).scalar() or 0)
+
+    def save_user(self, username: str, pw_hash: str, role: str, created: datetime) -> None:
+        """Insert or replace a user."""
+        with self.transaction() as conn:
+            res = conn.execute(users.update().where(users.c.username == username).values(pw_hash=pw_hash, role=role))
+            if res.rowcount == 0:
+                conn.execute(users.insert().values(username=username, pw_hash=pw_hash, role=role, created=created))
 
 
 def verify_main(db_url: str) -> int:

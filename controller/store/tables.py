@@ -94,3 +94,90 @@ devices = sa.Table(
     sa.Column("rssi", sa.Integer),
     sa.Column("heap", sa.Integer),
 )
+
+# Water readings kept as history: accepted ones, late ones (a board's backlog) and
+# suspect ones (held back by a spike filter, `reason` says which). `ts` is Unix
+# seconds of the reading (the board's clock, or the arrival time when unsynced).
+readings = sa.Table(
+    "readings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sensor", sa.String(32), nullable=False),
+    sa.Column("ts", sa.Integer, nullable=False),
+    sa.Column("level_mm", sa.Integer),
+    sa.Column("dist_mm", sa.Integer),
+    sa.Column("temp_c", sa.Float),
+    sa.Column("batt_mv", sa.Integer),
+    sa.Column("n", sa.Integer),
+    sa.Column("accepted", sa.Boolean, nullable=False),
+    sa.Column("late", sa.Boolean, nullable=False, default=False),
+    sa.Column("reason", sa.String(32)),
+    sa.Index("ix_readings_sensor_ts", "sensor", "ts"),
+)
+
+# Accepted readings downsampled per sensor and 5-minute bucket (kept longer than
+# raw readings); `bucket` is the bucket's start in Unix seconds, mean = level_sum / n.
+readings_5min = sa.Table(
+    "readings_5min",
+    metadata,
+    sa.Column("sensor", sa.String(32), primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("level_min", sa.Integer, nullable=False),
+    sa.Column("level_max", sa.Integer, nullable=False),
+    sa.Column("level_sum", sa.Integer, nullable=False),
+)
+
+# What each water sensor shows now, enough to resume after a restart.
+sensor_state = sa.Table(
+    "sensor_state",
+    metadata,
+    sa.Column("sensor", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("level_mm", sa.Integer),
+    sa.Column("rate_mm_h", sa.Float),
+    sa.Column("ts", sa.Integer),
+    sa.Column("siren_on", sa.Boolean, nullable=False, default=False),
+    sa.Column("offline", sa.Boolean, nullable=False, default=False),
+    sa.Column("raised", sa.Text, nullable=False, default="{}"),
+    sa.Column("last_heard", sa.Float),
+    sa.Column("last_reading", sa.Float),
+)
+
+# Alert episodes (controller.domain.alerts.Alert); times are Unix seconds.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("sensor", sa.String(32), nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("opened", sa.Float, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+    sa.Column("acked_by", sa.String(64)),
+    sa.Column("acked_at", sa.Float),
+    sa.Column("note", sa.Text),
+    sa.Column("resolved_at", sa.Float),
+    sa.Column("resolved_by", sa.String(64)),
+    sa.Index("ix_alerts_state", "state"),
+)
+
+# People who log in to the web UI and API (CONTRACT §4); pw_hash is
+# "pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>".
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("pw_hash", sa.String(256), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Installation secrets kept in the database (e.g. the key that signs API tokens).
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)

@@ -1,0 +1,349 @@
+"""Water service: applies water readings to the sensors exactly once, persists them,
+raises alerts and drives sirens, board configs and the retained level messages.
+
+Order for every reading (as in queues.py): (1) applied by this process already?
+counted as a duplicate, nothing else; (2) ingest into the sensor's pure state
+machine (controller.domain.water) and carry its alert events into the AlertBook;
+(3) commit the applied-event record, the reading, the sensor's state, the
+changed alerts and one audit entry per alert change in ONE transaction;
+(4) publish. A repeat that only the database knows (e.g. after a restart) fails
+at (3) on the applied_events key; memory, which ran ahead, is then rebuilt from
+what is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from controller.config import SiteConfig, WaterDevice
+from controller.domain.alerts import Alert, AlertBook, AlertChange, AlertEvent
+from controller.domain.water import (
+    STATUSES,
+    Reading,
+    SensorSpec,
+    SensorState,
+    WaterSensor,
+    status_rank,
+    water_message,
+)
+from controller.metrics import Metrics
+from protocol import wire
+
+log = logging.getLogger("sigap.water")
+
+RECENT_EVENTS = 100_000  # reading ids remembered in memory for the fast duplicate check
+KEEP_RESOLVED = 1000
+WINDOW_RELOAD_S = 3 * 1200  # history reloaded into a sensor's rate window after a restart
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _alert_row(a: Alert) -> dict[str, Any]:
+    return a.to_dict()
+
+
+def _row_alert(r: dict[str, Any]) -> Alert:
+    return Alert(**{k: r[k] for k in (
+        "id", "kind", "sensor", "level", "state", "opened", "updated", "acked_by", "acked_at", "note",
+        "resolved_at", "resolved_by",
+    )})
+
+
+def board_config(sensor: WaterSensor) -> dict[str, Any]:
+    """The retained ``cmd/config`` payload as boards validate it (every value a positive integer).
+
+    ``desired_config``'s ``fast`` flag goes out as ``"fast": 1`` while fast
+    readings are wanted and is left out otherwise; a zero ``hysteresis_mm``
+    is left out (the board keeps its own default).
+    """
+    out: dict[str, Any] = {}
+    for k, v in sensor.config().items():
+        if k == "fast":
+            if v:
+                out["fast"] = 1
+        elif type(v) is int and v > 0:
+            out[k] = v
+    return out
+
+
+def level_message(sensor: WaterSensor) -> dict[str, Any]:
+    """The retained ``site/{site}/water/{id}`` payload (CONTRACT §1).
+
+    An unknown rate (too few readings for a fit) is sent as 0: the wire format
+    requires a number while the sensor is not offline.
+    """
+    msg = water_message(sensor.state)
+    if msg["status"] != "offline" and msg["rate_mm_h"] is None:
+        msg["rate_mm_h"] = 0
+    return msg
+
+
+class WaterService:
+    """Every water sensor of the config, wired to the store and the bus."""
+
+    def __init__(self, cfg: SiteConfig, store: Any, bus: Any, metrics: Metrics, clock: Callable[[], datetime]):
+        self.cfg = cfg
+        self.store = store
+        self.bus = bus
+        self.metrics = metrics
+        self.clock = clock
+        self.prefix = cfg.sigap.prefix
+        self.devices: dict[str, WaterDevice] = {d.id: d for d in cfg.devices_by_role("water")}
+        self.sensors: dict[str, WaterSensor] = {}
+        self.book = AlertBook(keep_resolved=KEEP_RESOLVED)
+        self.last_reading: dict[str, float] = {}
+        """Arrival time (Unix s) of each sensor's last reading of any kind."""
+        # Which sensors each siren board follows: its own, and those naming it in `sirens`.
+        self.followers: dict[str, list[str]] = {}
+        for d in self.devices.values():
+            for board in (d.id, *d.sirens):
+                self.followers.setdefault(board, []).append(d.id)
+        self._recent: dict[tuple[str, int, int], None] = {}
+        self._sent_level: dict[str, bytes] = {}
+        self._sent_siren: dict[str, tuple[bool, str | None]] = {}
+        self._sent_config: dict[str, bytes] = {}
+        self._load()
+
+    # -- building and restoring ------------------------------------------------------
+    def _load(self) -> None:
+        """Sensors and alerts from what is committed (start, or after an unexpected error)."""
+        self.store.forget_cached_head()
+        rows = self.store.load_sensor_states()
+        self.sensors = {}
+        self.last_reading = {}
+        for dev_id, dev in self.devices.items():
+            spec = SensorSpec.from_device(dev)
+            row = rows.get(dev_id)
+            state = None
+            if row is not None:
+                state = SensorState.resume(
+                    row["status"], level_mm=row["level_mm"], ts=row["ts"], raised=json.loads(row["raised"] or "{}"),
+                    siren_on=bool(row["siren_on"]), last_heard=row["last_heard"],
+                )
+                state.offline = bool(row["offline"])
+                state.rate_mm_h = row["rate_mm_h"]
+                if row["last_reading"] is not None:
+                    self.last_reading[dev_id] = row["last_reading"]
+                if row["ts"] is not None:
+                    # The rate fit's window, so the rate is known again at once.
+                    hist = self.store.load_readings(dev_id, row["ts"] - WINDOW_RELOAD_S, row["ts"])
+                    state.window = sorted({(r["ts"], r["level_mm"]) for r in hist if r["level_mm"] is not None})
+                    if not state.window:
+                        state.window = [(row["ts"], row["level_mm"])]
+                    state.newest_ts = max(row["ts"], state.window[-1][0])
+            self.sensors[dev_id] = WaterSensor(spec, state)
+        self.book = AlertBook(next_id=self.store.max_alert_id() + 1, keep_resolved=KEEP_RESOLVED)
+        self.book.restore(_row_alert(r) for r in self.store.load_alerts(KEEP_RESOLVED))
+
+    # -- views ------------------------------------------------------------------------------
+    def online(self, sensor_id: str) -> bool:
+        """Heard from (a reading of any kind) and not offline."""
+        s = self.sensors[sensor_id]
+        return sensor_id in self.last_reading and not s.state.offline
+
+    def sensor_views(self) -> list[dict[str, Any]]:
+        """`GET /api/sensors` rows, in config order."""
+        out = []
+        for dev_id, dev in self.devices.items():
+            s = self.sensors[dev_id]
+            msg = water_message(s.state)
+            out.append({
+                "id": dev_id, "site": dev.site, "name": dev.name, "lat": dev.lat, "lon": dev.lon,
+                "level_mm": msg["level_mm"], "status": msg["status"], "rate_mm_h": msg["rate_mm_h"],
+                "ts": msg["ts"], "online": self.online(dev_id),
+            })
+        return out
+
+    def alert_views(self, state: str | None = None) -> list[dict[str, Any]]:
+        """`GET /api/alerts` rows, oldest first: all the book holds, or those in one state
+        (``open``, ``acknowledged``, ``resolved``; ``active`` = open or acknowledged)."""
+        alerts = self.book.alerts()
+        if state == "active":
+            alerts = [a for a in alerts if a.active]
+        elif state is not None:
+            alerts = [a for a in alerts if a.state == state]
+        return [self._alert_view(a) for a in alerts]
+
+    def _alert_view(self, a: Alert) -> dict[str, Any]:
+        dev = self.devices.get(a.sensor)
+        return {**a.to_dict(), "site": dev.site if dev else None}
+
+    def ack(self, alert_id: int, user: str, note: str | None = None) -> dict[str, Any]:
+        """An operator has seen an open alert (UnknownAlert / InvalidTransition otherwise)."""
+        change = self.book.ack(alert_id, user, note, self.clock().timestamp())
+        return self._people_change(change)
+
+    def resolve(self, alert_id: int, user: str, note: str | None = None) -> dict[str, Any]:
+        """An operator closes an open or acknowledged alert."""
+        change = self.book.resolve(alert_id, user, self.clock().timestamp(), note)
+        return self._people_change(change)
+
+    def _people_change(self, change: AlertChange) -> dict[str, Any]:
+        try:
+            with self.store.transaction() as conn:
+                self._save_changes(conn, [change])
+        except Exception:
+            self._load()
+            raise
+        self._count_changes([change])
+        return self._alert_view(change.alert)
+
+    # -- readings ---------------------------------------------------------------------------
+    def _remember(self, key: tuple[str, int, int]) -> None:
+        self._recent[key] = None
+        if len(self._recent) > RECENT_EVENTS:
+            del self._recent[next(iter(self._recent))]
+
+    async def reading(self, dev: Any, msg: dict[str, Any]) -> None:
+        """One validated `evt/reading` from a water board: applied at most once."""
+        key = (dev.id, msg["boot"], msg["seq"])
+        if key in self._recent:
+            self.metrics.duplicates.inc()
+            return
+        sensor = self.sensors[dev.id]
+        arrival = self.clock().timestamp()
+        ts = msg.get("ts")
+        if ts is None:
+            ts = int(arrival)
+        r = Reading(ts=ts, dist_mm=msg.get("dist_mm"), err=msg.get("err"), temp_c=msg.get("temp_c"),
+                    batt_mv=msg.get("batt_mv"), n=msg.get("n"))
+        try:
+            res = sensor.ingest(r, arrival)
+            changes = self._apply_events(res.events)
+        except Exception:
+            self._load()  # a bug in the middle: memory may be half-changed
+            raise
+        try:
+            with self.store.transaction() as conn:
+                self.store.record_applied(conn, dev.id, msg["boot"], msg["seq"], "reading", None,
+                                          self.clock())
+                if res.stored:
+                    self.store.save_reading(conn, {
+                        "sensor": dev.id, "ts": ts, "level_mm": res.level_mm, "dist_mm": msg.get("dist_mm"),
+                        "temp_c": msg.get("temp_c"), "batt_mv": msg.get("batt_mv"), "n": msg.get("n"),
+                        "accepted": res.accepted, "late": res.late, "reason": res.reason,
+                    })
+                if res.verdict is not None:
+                    v = res.verdict
+                    self.store.settle_held_reading(conn, dev.id, v.ts, v.accepted)
+                    if v.accepted:
+                        self.store.add_to_aggregate(conn, dev.id, v.ts, v.level_mm)
+                if res.accepted and res.level_mm is not None:
+                    self.store.add_to_aggregate(conn, dev.id, ts, res.level_mm)
+                self._save_state(conn, dev.id, arrival)
+                self._save_changes(conn, changes)
+        except Exception as e:
+            self._load()  # memory ran ahead of the database
+            if isinstance(e, sa.exc.IntegrityError) and self.store.applied(*key)[0]:
+                self._remember(key)
+                self.metrics.duplicates.inc()
+                return
+            log.exception("could not persist a reading from %s; water state reloaded", dev.id)
+            self.metrics.reject("db_error")
+            return
+        self._remember(key)
+        self.last_reading[dev.id] = arrival
+        self.metrics.readings.inc()
+        if res.reason is not None:
+            self.metrics.readings_rejected.labels(reason=res.reason).inc()
+            if not res.suspect:
+                log.info("reading from %s rejected: %s", dev.id, res.reason)
+        self._count_changes(changes)
+        self.publish_sensor(dev.id, config=res.config_changed)
+
+    def _apply_events(self, events: list[AlertEvent]) -> list[AlertChange]:
+        changes = []
+        for ev in events:
+            ch = self.book.apply(ev)
+            if ch is not None:
+                changes.append(ch)
+        return changes
+
+    def _save_state(self, conn: sa.Connection, sensor_id: str, last_reading: float | None) -> None:
+        s = self.sensors[sensor_id].state
+        row = {
+            "sensor": sensor_id, "status": s.status, "level_mm": s.level_mm, "rate_mm_h": s.rate_mm_h, "ts": s.ts,
+            "siren_on": s.siren_on, "offline": s.offline, "raised": json.dumps(s.raised, sort_keys=True),
+            "last_heard": s.last_heard,
+            "last_reading": last_reading if last_reading is not None else self.last_reading.get(sensor_id),
+        }
+        self.store.save_sensor_state(conn, row)
+
+    def _save_changes(self, conn: sa.Connection, changes: list[AlertChange]) -> None:
+        now = self.clock()
+        for ch in changes:
+            self.store.save_alert(conn, _alert_row(ch.alert))
+            dev = self.devices.get(ch.alert.sensor)
+            self.store.audit(conn, now, ch.by, f"alert_{ch.action}", dev.site if dev else None, None, None,
+                             ch.to_dict())
+
+    def _count_changes(self, changes: list[AlertChange]) -> None:
+        for ch in changes:
+            self.metrics.alert_changes.labels(action=ch.action, kind=ch.alert.kind).inc()
+            log.info("alert %s %s: %s at %s (%s)", ch.alert.id, ch.action, ch.alert.kind, ch.alert.sensor,
+                     ch.alert.level)
+
+    # -- offline rule -----------------------------------------------------------------------
+    async def check(self, now: datetime | None = None) -> None:
+        """The offline rule for every sensor; call every few seconds."""
+        t = (now or self.clock()).timestamp()
+        for sensor_id, sensor in self.sensors.items():
+            res = sensor.check(t)
+            if not res.changed and not res.events:
+                continue
+            changes = self._apply_events(res.events)
+            try:
+                with self.store.transaction() as conn:
+                    self._save_state(conn, sensor_id, None)
+                    self._save_changes(conn, changes)
+            except Exception:
+                self._load()
+                log.exception("could not persist the offline state of %s; water state reloaded", sensor_id)
+                self.metrics.reject("db_error")
+                continue
+            self._count_changes(changes)
+            self.publish_sensor(sensor_id)
+
+    # -- output ---------------------------------------------------------------------------------
+    def siren_of(self, board: str) -> dict[str, Any]:
+        """What a siren board is asked: on while any sensor it follows wants it on."""
+        states = [self.sensors[s].state for s in self.followers.get(board, [])]
+        on = [st for st in states if st.siren_on]
+        pool = on or states
+        level = max((st.status for st in pool), key=status_rank, default=STATUSES[0])
+        return {"on": bool(on), "level": level}
+
+    def publish_sensor(self, sensor_id: str, config: bool = False, force: bool = False) -> None:
+        """Publish what changed for one sensor: level message, sirens, board config (all retained)."""
+        sensor = self.sensors[sensor_id]
+        dev = self.devices[sensor_id]
+        msg = level_message(sensor)
+        if msg["status"] == "offline" or msg["level_mm"] is not None:
+            body = _json(msg)
+            if force or self._sent_level.get(sensor_id) != body:
+                self.bus.send(wire.site_water_topic(self.prefix, dev.site, sensor_id), body, True, 1)
+                self._sent_level[sensor_id] = body
+        for board in (sensor_id, *dev.sirens):
+            siren = self.siren_of(board)
+            key = (siren["on"], siren["level"] if siren["on"] else None)
+            if force or self._sent_siren.get(board) != key:
+                self.bus.send(wire.dev_topic(self.prefix, board, "cmd/siren"), _json(siren), True, 1)
+                self._sent_siren[board] = key
+        if config or force or sensor_id not in self._sent_config:
+            body = _json(board_config(sensor))
+            if force or self._sent_config.get(sensor_id) != body:
+                self.bus.send(wire.dev_topic(self.prefix, sensor_id, "cmd/config"), body, True, 1)
+                self._sent_config[sensor_id] = body
+
+    async def publish_all(self, force: bool = False) -> None:
+        """Every sensor's retained outputs (at start and after a reconnect)."""
+        for sensor_id in self.sensors:
+            self.publish_sensor(sensor_id, config=True, force=force)
