@@ -77,13 +77,10 @@ def board_config(sensor: WaterSensor) -> dict[str, Any]:
 def level_message(sensor: WaterSensor) -> dict[str, Any]:
     """The retained ``site/{site}/water/{id}`` payload (CONTRACT §1).
 
-    An unknown rate (too few readings for a fit) is sent as 0: the wire format
-    requires a number while the sensor is not offline.
+    An unknown rate (too few readings yet for a robust fit) is null, not 0:
+    0 would tell the command center the river is steady.
     """
-    msg = water_message(sensor.state)
-    if msg["status"] != "offline" and msg["rate_mm_h"] is None:
-        msg["rate_mm_h"] = 0
-    return msg
+    return water_message(sensor.state)
 
 
 class WaterService:

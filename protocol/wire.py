@@ -495,11 +495,12 @@ def validate_config(msg: dict) -> dict:
 
 
 def validate_water(msg: dict) -> dict:
-    """A sensor's level: level_mm, status, rate_mm_h, ts (null allowed when offline)."""
+    """A sensor's level: level_mm, status, rate_mm_h, ts (null allowed when offline;
+    rate_mm_h also null while there are too few readings for a fit)."""
     _obj(msg)
     known = _choice(msg, "status", SENSOR_STATUSES) != "offline"
     _int(msg, "level_mm", -100000, 100000, known)
-    _num(msg, "rate_mm_h", -1000000, 1000000, known)
+    _num(msg, "rate_mm_h", -1000000, 1000000, False)
     _int(msg, "ts", 0, UINT32_MAX, known)
     return msg
 
