@@ -20,6 +20,7 @@ class Fleet:
         self.cfg = cfg
         self.boards: dict[str, VirtualBoard] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._reboots: set[asyncio.Task[None]] = set()  # power cycles a board's reset asked for
         ids = device_ids if device_ids is not None else [d.id for d in cfg.devices]
         for dev_id in ids:
             settings = board_settings(cfg, dev_id, broker_host, broker_port)
@@ -27,7 +28,7 @@ class Fleet:
 
     def supported(self, dev_id: str) -> bool:
         """Roles whose firmware exists in this version."""
-        return self.boards[dev_id].settings["role"] in ("counter", "display", "kiosk")
+        return self.boards[dev_id].settings["role"] in ("counter", "display", "kiosk", "water")
 
     def start(self) -> None:
         """Power every board on."""
@@ -38,7 +39,12 @@ class Fleet:
     def power_on(self, dev_id: str) -> None:
         """Boot one board from its flash."""
         board = self.boards[dev_id]
-        board.device = boot(board)
+        board.on_reset = lambda reason, d=dev_id: self._schedule_reboot(d)
+        try:
+            board.device = boot(board)
+        except ValueError as e:  # a role this firmware build cannot run: the rest of the fleet goes on
+            log.error("virtual board %s cannot boot: %s", dev_id, e)
+            return
         task = asyncio.create_task(run_device(board.device), name=f"board:{dev_id}")
         task.add_done_callback(self._board_done)
         self._tasks[dev_id] = task
@@ -50,14 +56,29 @@ class Fleet:
     async def power_off(self, dev_id: str) -> None:
         """Cut power: no clean disconnect, so the broker fires the Will."""
         task = self._tasks.pop(dev_id, None)
+        self.boards[dev_id].stop_watchdog()
         if task:
             self.boards[dev_id].set_wifi(False)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             self.boards[dev_id].set_wifi(True)
 
+    async def reboot(self, dev_id: str) -> None:
+        """Power-cycle one board: what machine.reset() or the watchdog does to a real one."""
+        await self.power_off(dev_id)
+        self.power_on(dev_id)
+
+    def _schedule_reboot(self, dev_id: str) -> None:
+        # Called from inside the board (its firmware or its watchdog): reboot from a task of our own.
+        task = asyncio.get_running_loop().create_task(self.reboot(dev_id), name=f"reboot:{dev_id}")
+        self._reboots.add(task)
+        task.add_done_callback(self._reboots.discard)
+
     async def stop(self) -> None:
         """Power every board off."""
+        for task in list(self._reboots):
+            task.cancel()
+        await asyncio.gather(*self._reboots, return_exceptions=True)
         for dev_id in list(self._tasks):
             await self.power_off(dev_id)
 

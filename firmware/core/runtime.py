@@ -1,90 +1,206 @@
-# The runtime shared by every role: identity, boot counter, birth and Will,
-# event numbering (boot, seq), and dispatch of the controller's commands.
+# The runtime shared by every role: settings, identity, boot counter, birth and
+# Will, event numbering (boot, seq), dispatch of the controller's commands, and
+# the supervisor that keeps a board honest for years unattended:
+#
+#   WiFi      joined by the board (with back-off); while it is down the MQTT
+#             client is stopped, so it does not burn its back-off on a
+#             network that is not there;
+#   broker    MQTTClient reconnects on its own (full-jitter back-off); if the
+#             broker stays unreachable for broker_reboot_s (default 900 s, as
+#             ESPHome's 15 minutes) the board reboots: a wedged WiFi or TCP
+#             stack is the usual cause, and a reboot is the cure;
+#   watchdog  fed only while Health says every essential part is alive (the
+#             supervisor loop, the MQTT task, the role task); a dead part
+#             stops the feeding and the hardware watchdog reboots the board;
+#   LED       one blink pattern per state: joining_wifi, joining_broker,
+#             online, error (firmware/core/status_led.py);
+#   reasons   why the board (re)started is kept in flash ("reset_reason":
+#             broker_timeout, config, ...; else the board's reset cause:
+#             watchdog, power) and reported in the birth as "reset".
 #
 # A role is a small class with `async run()` and `on_cmd(kind, msg)`; it never
 # touches MQTT or flash directly, only this Device and the board's drivers.
+# What a role may use of the Device:
+#   device.emit(kind, msg) -> seq     an event, numbered and queued (QoS 1)
+#   device.settings, .board, .id, .prefix, .boot
+#   device.time()                     Unix seconds, or None while unsynced
+#   device.online()                   the broker link is up
+#   device.health.expect(name, ms) / device.health.beat(name)
+#                                     a heartbeat the watchdog then requires
+#   FlashQueue(storage, name, n)      bounded queue on flash (firmware.core.flashqueue)
+#   await device.close()              clean offline state + DISCONNECT (deep sleep)
 import asyncio
+import json
 
 from firmware.core import clock
+from firmware.core import settings as config
+from firmware.core.flashqueue import FlashQueue  # noqa: F401 - part of the runtime API for roles
+from firmware.core.health import Health
 from firmware.core.mqtt import MQTTClient
+from firmware.core.status_led import StatusLed
 from protocol import wire
 
 FW_VERSION = "0.1.0"
+RESET_FILE = "reset_reason"  # in board.storage: why the next boot happens
+BOOT_FILE = "boot"
 
 
 class Device:
-    """One board's runtime: settings, boot count, MQTT link, events and commands."""
+    """One board's runtime: settings, boot count, MQTT link, events, commands, supervision."""
 
     keepalive_s = 30
     outbox_size = 32
+    broker_reboot_s = 900  # ESPHome's mqtt reboot_timeout default: 15 minutes
+    mqtt_backoff_max_s = 60
+    tick_ms = 500  # supervisor period: LED state, broker timer, network
+    loop_grace_ms = 5000  # the supervisor must tick within this, or the watchdog starves
+    config_retry_s = 30  # unconfigured: read the settings again this often
 
     def __init__(self, board):
-        s = board.settings
         self.board = board
-        self.settings = s
-        self.id = s["device_id"]
-        self.role_name = s["role"]
-        self.prefix = s.get("prefix", wire.DEFAULT_PREFIX)
+        good = board.storage.read(config.SETTINGS_GOOD)
+        s, errors, source = config.choose_settings(board.settings, good)
+        self.settings_source = source  # "file", "good" (fallback) or None (unconfigured)
+        self.cfg_errors = errors
+        self.configured = s is not None
         self.boot = self._count_boot()
+        self.reset_reason = self._take_reset_reason()
         self.seq = 0
         self.started = clock.ticks_ms()
         self.role = None
+        self.rebirths = 0
+        self.closing = False
+        self.reboot_reason = None  # set when this runtime asked the board to reboot
+        self._good_saved = source != "file"  # only a file that worked is kept as "good"
+        self._joined = False  # connect_network() succeeded (boards without network_up())
+        self._told = 0  # health failures already logged
+        self.health = Health()
+        led_pin = getattr(board, "status_led", None)
+        self.led = StatusLed(led_pin() if led_pin else None, getattr(board, "led_pattern", None))
+        self.mqtt = None
+        if s is None:
+            self.settings = {}
+            self.id = ""
+            self.role_name = ""
+            self.prefix = wire.DEFAULT_PREFIX
+            return
+        use = getattr(board, "use_settings", None)
+        if use is not None:
+            use(s)  # the ESP32 board takes its WiFi and pins from the copy in use
+        self.settings = s
+        self.id = s["device_id"]
+        self.role_name = s["role"]
+        self.prefix = s["prefix"]
         self.state_topic = wire.dev_topic(self.prefix, self.id, "state")
         self.cmd_base = wire.dev_topic(self.prefix, self.id, "cmd/")
         self.ctl_topic = wire.ctl_state_topic(self.prefix)
         will = (self.state_topic, wire.encode(wire.offline(self.boot), wire.MAX_DEVICE_PAYLOAD), True, 1)
         self.mqtt = MQTTClient(
             self.id,
-            s.get("broker_host", "127.0.0.1"),
-            s.get("broker_port", 1883),
+            s["broker_host"],
+            s["broker_port"],
             user=s.get("mqtt_user") or self.id,
             password=s.get("mqtt_password"),
             keepalive=s.get("keepalive_s", self.keepalive_s),
             will=will,
             open_connection=board.open_connection,
             outbox_size=s.get("outbox_size", self.outbox_size),
+            backoff_max_ms=s.get("mqtt_backoff_max_s", self.mqtt_backoff_max_s) * 1000,
         )
         self.mqtt.on_connect = self._on_connect
+        self.mqtt.on_disconnect = self._on_link_down
         self.mqtt.on_message = self._on_message
         self.mqtt.subscribe(wire.dev_sub_topic(self.prefix, self.id), 1)
         self.mqtt.subscribe(self.ctl_topic, 1)
-        self.rebirths = 0
+
+    # -- flash: boot counter, reset reason, last good settings -----------------
 
     def _count_boot(self):
         # The boot counter lives in flash so (boot, seq) stays unique across reboots.
-        raw = self.board.storage.read("boot")
+        raw = self.board.storage.read(BOOT_FILE)
         try:
             n = int(raw) + 1 if raw else 1
         except ValueError:
             n = 1
-        self.board.storage.write("boot", str(n))
+        self.board.storage.write(BOOT_FILE, str(n))
         return n
+
+    def _take_reset_reason(self):
+        # A reason the firmware wrote before it rebooted wins; it is cleared at
+        # once, so the reason describes this boot only (a power cut before the
+        # next birth makes the next boot a "power" boot, which it is). Without
+        # one, the board's reset cause register says watchdog / power.
+        storage = self.board.storage
+        raw = storage.read(RESET_FILE)
+        if raw:
+            storage.write(RESET_FILE, "")
+            return raw.strip()[:24]
+        cause = getattr(self.board, "reset_cause", None)
+        return cause() if cause is not None else "power"
+
+    def _save_good_settings(self):
+        # After the first broker connection with settings.json: it works, keep it.
+        self._good_saved = True
+        try:
+            if not config.same_settings(self.board.storage.read(config.SETTINGS_GOOD), self.settings):
+                self.board.storage.write(config.SETTINGS_GOOD, json.dumps(self.settings))
+        except Exception:  # a full flash must not take the link down
+            pass
+
+    # -- what a role uses --------------------------------------------------------
 
     def uptime_s(self):
         """Seconds since this boot."""
         return clock.ticks_diff(clock.ticks_ms(), self.started) // 1000
 
+    def time(self):
+        """Unix seconds from the board's synced clock, or None while unsynced."""
+        t = getattr(self.board, "time", None)
+        return t() if t is not None else None
+
+    def online(self):
+        """True while the broker link is up."""
+        return self.mqtt is not None and self.mqtt.isconnected()
+
     def birth(self):
-        """The birth state message (retained)."""
+        """The birth state message (retained); "reset" and "cfg_err" are extra fields."""
+        extra = {"reset": self.reset_reason}
+        if self.cfg_errors:
+            extra["cfg_err"] = config.reported(self.cfg_errors)
         return wire.birth(
-            self.role_name, FW_VERSION, self.boot, self.board.rssi(), self.board.heap_free(), self.uptime_s()
+            self.role_name, FW_VERSION, self.boot, self.board.rssi(), self.board.heap_free(), self.uptime_s(), **extra
         )
 
     def emit(self, kind, msg):
         """Number an event with (boot, seq) and queue it for QoS 1 delivery; returns its seq."""
+        mqtt = self.mqtt
+        if mqtt is None:
+            raise ValueError("unconfigured board: no events")
         self.seq += 1
         msg["boot"] = self.boot
         msg["seq"] = self.seq
         payload = wire.encode(msg, wire.MAX_DEVICE_PAYLOAD)
-        self.mqtt.publish(wire.dev_topic(self.prefix, self.id, "evt/" + kind), payload, False, 1)
+        mqtt.publish(wire.dev_topic(self.prefix, self.id, "evt/" + kind), payload, False, 1)
         return self.seq
+
+    # -- MQTT callbacks ------------------------------------------------------------
 
     async def _on_connect(self):
         await self._publish_birth()
+        self.led.set("online")
+        if not self._good_saved:
+            self._save_good_settings()
+
+    def _on_link_down(self):
+        if not self.closing:
+            self.led.set("joining_broker" if self._network_up() else "joining_wifi")
 
     async def _publish_birth(self):
+        mqtt = self.mqtt
+        if mqtt is None:
+            return
         payload = wire.encode(self.birth(), wire.MAX_DEVICE_PAYLOAD)
-        await self.mqtt.publish_now(self.state_topic, payload, True, 1)
+        await mqtt.publish_now(self.state_topic, payload, True, 1)
 
     async def _rebirth(self):
         try:
@@ -117,8 +233,154 @@ class Device:
 
     async def close(self):
         """Clean shutdown: publish the offline state, then DISCONNECT (no Will fires)."""
+        self.closing = True
+        if self.mqtt is None:
+            return
         final = (self.state_topic, wire.encode(wire.offline(self.boot), wire.MAX_DEVICE_PAYLOAD), True, 1)
         await self.mqtt.close(final)
+
+    # -- supervision ---------------------------------------------------------------
+
+    def _network_up(self):
+        up = getattr(self.board, "network_up", None)
+        return up() if up is not None else self._joined
+
+    def log(self, text):
+        """One line for the serial console (the simulator's log on a virtual board)."""
+        log = getattr(self.board, "log", None)
+        if log is not None:
+            log(text)
+        else:
+            print("sigap:", text)
+
+    def reboot(self, reason):
+        """Reboot the board, keeping reason in flash for the next birth."""
+        self.reboot_reason = reason
+        self.log("rebooting: " + reason)
+        self.board.reset(reason)  # machine.reset() on hardware: does not return
+
+    async def _join(self):
+        # The board's connect_network() retries with back-off until the network is up.
+        try:
+            if await self.board.connect_network():
+                self._joined = True
+        except Exception:  # the next tick starts another join
+            pass
+
+    async def _feed(self):
+        # Feed the watchdog only while every essential part is alive; the first
+        # failure is printed (serial console), then the watchdog does the rest.
+        board = self.board
+        while True:
+            if self.health.ok():
+                board.feed_watchdog()
+            elif self.health.failures and self._told != self.health.failures:
+                self._told = self.health.failures
+                self.log("not feeding the watchdog: " + str(self.health.failing) + " is not alive")
+            await clock.sleep_ms(self.tick_ms)
+
+    async def run(self):
+        """Network, MQTT link, role, LED, clock and watchdog; runs until cancelled."""
+        mqtt = self.mqtt
+        if mqtt is None:  # not configured
+            await self._run_unconfigured()
+            return
+        board = self.board
+        health = self.health
+        health.expect("loop", self.loop_grace_ms)
+        tasks = []
+        role = None
+        if self.role is not None:
+            # The role starts before the network: a water board's siren must work without it.
+            role = asyncio.create_task(self.role.run())
+            tasks.append(role)
+            health.watch("role", role)
+        tasks.append(asyncio.create_task(self.led.run()))
+        keep_time = getattr(board, "keep_time", None)
+        if keep_time is not None:
+            tasks.append(asyncio.create_task(keep_time()))
+        tasks.append(asyncio.create_task(self._feed()))
+        reboot_ms = self.settings.get("broker_reboot_s", self.broker_reboot_s) * 1000
+        link = None  # mqtt.run() while the network is up
+        stopping = None  # a link cancelled because the network went down
+        join = None
+        last_ok = clock.ticks_ms()
+        try:
+            while True:
+                health.beat("loop")
+                now = clock.ticks_ms()
+                if self.closing:
+                    # A clean shutdown (deep sleep) ends the link on purpose.
+                    health.watch("link", None)
+                else:
+                    up = self._network_up()
+                    if up and (join is None or join.done()):
+                        join = None
+                        if link is None and (stopping is None or stopping.done()):
+                            stopping = None
+                            link = asyncio.create_task(mqtt.run())
+                            health.watch("link", link)
+                    elif not up:
+                        if link is not None:
+                            # No WiFi: stop the client instead of letting it back off
+                            # against a network that is not there.
+                            link.cancel()
+                            stopping = link
+                            link = None
+                            health.watch("link", None)
+                        if join is None:
+                            join = asyncio.create_task(self._join())
+                    if not up:
+                        self.led.set("joining_wifi")
+                    elif mqtt.isconnected():
+                        self.led.set("online")
+                    else:
+                        self.led.set("joining_broker")
+                    if mqtt.isconnected():
+                        last_ok = now
+                    elif reboot_ms and clock.ticks_diff(now, last_ok) >= reboot_ms:
+                        self.reboot("broker_timeout")
+                        return  # a virtual board returns from reset(): this boot is over
+                await clock.sleep_ms(self.tick_ms)
+        finally:
+            for t in (link, stopping, join):
+                if t is not None:
+                    t.cancel()
+            for t in tasks:
+                t.cancel()
+
+    async def _run_unconfigured(self):
+        # No usable settings at all: no identity to go online with. Show the
+        # error, keep the watchdog fed (a reboot loop would not fix a file), and
+        # read the settings again now and then: once they validate, reboot
+        # into them (reason "config").
+        board = self.board
+        errors = self.cfg_errors
+        self.log("settings unusable: " + ", ".join(errors))
+        self.led.set("error")
+        try:
+            board.text_display("main").show(["CONFIG ERROR", errors[0] if errors else "?"])
+        except Exception:  # no display: the LED says it
+            pass
+        self.health.expect("loop", self.loop_grace_ms)
+        tasks = [asyncio.create_task(self.led.run()), asyncio.create_task(self._feed())]
+        waited = 0
+        try:
+            while True:
+                self.health.beat("loop")
+                await clock.sleep_ms(self.tick_ms)
+                waited += self.tick_ms
+                if waited < self.config_retry_s * 1000:
+                    continue
+                waited = 0
+                reload = getattr(board, "reload_settings", None)
+                raw = reload() if reload is not None else board.settings
+                if config.validate_settings(raw)[0] is not None:
+                    self.reboot("config")
+                    return
+        finally:
+            for t in tasks:
+                t.cancel()
 
 
 def make_role(device):
@@ -136,29 +398,27 @@ def make_role(device):
         from firmware.roles.display import DisplayRole
 
         return DisplayRole(device)
+    if name == "water":
+        from firmware.roles.water import WaterRole
+
+        return WaterRole(device)
     raise ValueError("unknown role: " + str(name))
 
 
 def boot(board):
-    """Build the runtime and the role for a board (nothing runs yet)."""
+    """Build the runtime and the role for a board (nothing runs yet).
+
+    With unusable settings the Device is unconfigured (device.configured is
+    False, no role, no MQTT client); run_device() then shows the error."""
     device = Device(board)
-    device.role = make_role(device)
+    if device.configured:
+        device.role = make_role(device)
     return device
 
 
 async def run_device(device):
     """Network, MQTT link, role and watchdog of a booted device; runs until cancelled."""
-    board = device.board
-    await board.connect_network()
-    link = asyncio.create_task(device.mqtt.run())
-    role = asyncio.create_task(device.role.run())
-    try:
-        while True:
-            board.feed_watchdog()
-            await asyncio.sleep(1)
-    finally:
-        role.cancel()
-        link.cancel()
+    await device.run()
 
 
 async def run_board(board):

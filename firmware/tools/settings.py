@@ -9,13 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Pin names each role's firmware asks the board for (board.pin(name)).
-ROLE_PINS: dict[str, tuple[str, ...]] = {
-    "counter": ("next", "recall", "skip", "done", "pause", "resume", "rate1", "rate2", "rate3", "rate4"),
-    "display": (),
-    "kiosk": (),
-    "water": (),
-}
+from hardware.pinmap import settings_pins
 
 
 def board_settings(cfg: Any, device_id: str, broker_host: str = "127.0.0.1", broker_port: int = 1883) -> dict[str, Any]:
@@ -31,10 +25,8 @@ def board_settings(cfg: Any, device_id: str, broker_host: str = "127.0.0.1", bro
         "broker_host": broker_host,
         "broker_port": broker_port,
     }
-    pins = list(ROLE_PINS.get(dev.role, ()))
-    if dev.role == "kiosk":
-        pins += ["svc_" + code for code in dev.services] + ["prio"]
-    s["pins"] = {name: None for name in pins}
+    # Pins and buses come from the board profile's pin map in hardware/pins/ (one source of truth).
+    s.update(settings_pins(dev))
     details = dev.model_dump(exclude={"id", "site", "role"})
     s.update({k: v for k, v in details.items() if v is not None})
     if dev.role == "water":

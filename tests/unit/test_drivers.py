@@ -488,7 +488,7 @@ def test_dfplayer_queue_is_bounded_and_counts_dropped_calls() -> None:
 # -- buttons ------------------------------------------------------------------------------
 
 
-async def _until(cond, timeout: float = 5.0) -> None:
+async def wait_until(cond, timeout: float = 5.0) -> None:
     async def poll() -> None:
         while not cond():
             await asyncio.sleep(0.002)
@@ -516,10 +516,10 @@ async def test_button_long_press_calls_on_long_while_held_and_not_on_press() -> 
     task = asyncio.create_task(b.run())
     try:
         pin.value(0)
-        await _until(lambda: events)
+        await wait_until(lambda: events)
         assert b.held and events == [("long", "next")]
         pin.value(1)
-        await _until(lambda: not b.held)
+        await wait_until(lambda: not b.held)
         assert events == [("long", "next")] and (b.presses, b.long_presses) == (0, 1)
     finally:
         task.cancel()
@@ -533,10 +533,10 @@ async def test_button_short_press_with_on_long_fires_on_release() -> None:
     task = asyncio.create_task(b.run())
     try:
         pin.value(0)
-        await _until(lambda: b.held)
+        await wait_until(lambda: b.held)
         assert events == []
         pin.value(1)
-        await _until(lambda: events)
+        await wait_until(lambda: events)
         assert events == [("press", "next")] and b.presses == 1
     finally:
         task.cancel()
@@ -549,7 +549,7 @@ async def test_button_without_on_long_fires_on_press_as_before() -> None:
     task = asyncio.create_task(b.run())
     try:
         pin.value(0)
-        await _until(lambda: events)
+        await wait_until(lambda: events)
         assert b.held and events == [("press", "next")]
     finally:
         task.cancel()
