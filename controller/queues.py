@@ -29,6 +29,7 @@ from controller.domain.queue import (
     SiteQueue,
     Ticket,
 )
+from controller.events import EventHub
 from controller.metrics import Metrics
 from protocol import wire
 
@@ -98,12 +99,14 @@ def row_ticket(r: dict[str, Any]) -> Ticket:
 class QueueService:
     """Every site's queue, wired to the store and the bus."""
 
-    def __init__(self, cfg: SiteConfig, store: Any, bus: Any, metrics: Metrics, clock: Callable[[], datetime]):
+    def __init__(self, cfg: SiteConfig, store: Any, bus: Any, metrics: Metrics, clock: Callable[[], datetime],
+                 events: EventHub | None = None):
         self.cfg = cfg
         self.store = store
         self.bus = bus
         self.metrics = metrics
         self.clock = clock
+        self.events = events or EventHub()
         self.prefix = cfg.sigap.prefix
         self.public_url = cfg.sigap.public_url.rstrip("/")
         self.sites: dict[str, SiteQueue] = {}
@@ -361,6 +364,8 @@ class QueueService:
         snap = json.dumps(snapshot, separators=(",", ":")).encode()
         if force or self._snapshots.get(site_id) != snap:
             self.bus.send(wire.site_queue_topic(self.prefix, site_id), snap, True, 1)
+            if self._snapshots.get(site_id) != snap:
+                self.events.publish("queue", snapshot)
             self._snapshots[site_id] = snap
 
     async def publish_all(self, force: bool = False) -> None:

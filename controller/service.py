@@ -23,6 +23,7 @@ from controller.api import create_app
 from controller.auth import Auth
 from controller.bus import Bus, parse_broker_url
 from controller.config import ConfigError, SiteConfig, load_config
+from controller.events import EventHub
 from controller.metrics import Metrics
 from controller.presence import Presence
 from controller.queues import QueueService
@@ -52,13 +53,14 @@ class Controller:
         self.version = __version__
         self.prefix = cfg.sigap.prefix
         self.metrics = Metrics()
+        self.events = EventHub()
         self.bus = Bus(broker_url, self.prefix, self.version)
         self.bus.on_message = self.handle_message
         self.bus.on_connect = self.republish_all
         self.bus.on_error = self.metrics.reject
         self.presence = Presence(store)
-        self.queues = QueueService(cfg, store, self.bus, self.metrics, clock)
-        self.water = WaterService(cfg, store, self.bus, self.metrics, clock)
+        self.queues = QueueService(cfg, store, self.bus, self.metrics, clock, self.events)
+        self.water = WaterService(cfg, store, self.bus, self.metrics, clock, self.events)
         self.auth = Auth(store)
         self.water_check_s = WATER_CHECK_S
         self.handled = 0
@@ -104,7 +106,9 @@ class Controller:
         except wire.ProtocolError as e:
             return self._reject(e.reason, topic, str(e))
         if name == "state":
-            self.presence.on_state(device_id, True, msg, now)
+            if self.presence.on_state(device_id, True, msg, now):
+                self.events.publish("device", {"id": device_id, "online": bool(msg.get("online")),
+                                               "boot": msg.get("boot"), "at": now.isoformat()})
             return
         self.presence.seen(device_id, True, now)
         if (name, dev.role) in (("press", "kiosk"), ("press", "counter"), ("rating", "counter")):

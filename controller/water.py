@@ -32,6 +32,7 @@ from controller.domain.water import (
     status_rank,
     water_message,
 )
+from controller.events import EventHub
 from controller.metrics import Metrics
 from protocol import wire
 
@@ -86,12 +87,14 @@ def level_message(sensor: WaterSensor) -> dict[str, Any]:
 class WaterService:
     """Every water sensor of the config, wired to the store and the bus."""
 
-    def __init__(self, cfg: SiteConfig, store: Any, bus: Any, metrics: Metrics, clock: Callable[[], datetime]):
+    def __init__(self, cfg: SiteConfig, store: Any, bus: Any, metrics: Metrics, clock: Callable[[], datetime],
+                 events: EventHub | None = None):
         self.cfg = cfg
         self.store = store
         self.bus = bus
         self.metrics = metrics
         self.clock = clock
+        self.events = events or EventHub()
         self.prefix = cfg.sigap.prefix
         self.devices: dict[str, WaterDevice] = {d.id: d for d in cfg.devices_by_role("water")}
         self.sensors: dict[str, WaterSensor] = {}
@@ -283,7 +286,9 @@ class WaterService:
                              ch.to_dict())
 
     def _count_changes(self, changes: list[AlertChange]) -> None:
+        """Committed alert changes: counted, and streamed to live viewers."""
         for ch in changes:
+            self.events.publish("alert", ch.to_dict())
             self.metrics.alert_changes.labels(action=ch.action, kind=ch.alert.kind).inc()
             log.info("alert %s %s: %s at %s (%s)", ch.alert.id, ch.action, ch.alert.kind, ch.alert.sensor,
                      ch.alert.level)
@@ -327,6 +332,8 @@ class WaterService:
             body = _json(msg)
             if force or self._sent_level.get(sensor_id) != body:
                 self.bus.send(wire.site_water_topic(self.prefix, dev.site, sensor_id), body, True, 1)
+                if self._sent_level.get(sensor_id) != body:
+                    self.events.publish("water", {"id": sensor_id, "site": dev.site, **msg})
                 self._sent_level[sensor_id] = body
         for board in (sensor_id, *dev.sirens):
             siren = self.siren_of(board)

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from controller.api.routes import (
     alerts,
     auth,
+    events,
     health,
     metrics,
     pages,
@@ -27,7 +28,11 @@ def create_app(controller: Any) -> FastAPI:
     """The web app bound to one running Controller."""
     app = FastAPI(title="Sigap", version=controller.version, docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.controller = controller
-    for r in (health.router, sites.router, queues.router, tickets.router, sensors.router, alerts.router, auth.router, metrics.router, pages.router):
+    routers = (
+        health, sites, queues, tickets, sensors, alerts, auth, events, metrics, pages,
+    )
+    for module in routers:
+        r = module.router
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
