@@ -201,6 +201,8 @@ class SigapSection(_Table):
     ] = "sigap"
     public_url: Annotated[str, AfterValidator(_http_url)] = "http://127.0.0.1:8000"
     """Base of ticket status links, without a trailing slash."""
+    webhooks: list[Annotated[str, AfterValidator(_http_url)]] = []
+    """URLs that receive every alert change as a JSON POST."""
 
 
 class Service(_Table):

@@ -30,6 +30,7 @@ from controller.queues import QueueService
 from controller.store import Store, open_store
 from controller.store.db import default_db_url
 from controller.water import WaterService
+from controller.webhooks import Webhooks
 from protocol import wire
 
 log = logging.getLogger("sigap.controller")
@@ -61,6 +62,9 @@ class Controller:
         self.presence = Presence(store)
         self.queues = QueueService(cfg, store, self.bus, self.metrics, clock, self.events)
         self.water = WaterService(cfg, store, self.bus, self.metrics, clock, self.events)
+        self.webhooks = Webhooks(cfg.sigap.webhooks, store, self.metrics)
+        if cfg.sigap.webhooks:
+            self.water.webhooks = self.webhooks
         self.auth = Auth(store)
         self.water_check_s = WATER_CHECK_S
         self.handled = 0
@@ -163,7 +167,8 @@ class Controller:
         """Serve MQTT (and HTTP when listen is given) until cancelled, then shut down cleanly."""
         bus_task = asyncio.create_task(self.bus.run(), name="bus")
         check_task = asyncio.create_task(self._water_checks(), name="water-check")
-        tasks = [bus_task, check_task]
+        hook_task = asyncio.create_task(self.webhooks.run(), name="webhooks")
+        tasks = [bus_task, check_task, hook_task]
         server = None
         http_task = None
         if listen:
@@ -186,6 +191,7 @@ class Controller:
             if server is not None:
                 server.should_exit = True
             check_task.cancel()
+            hook_task.cancel()
             await self.bus.stop()
             bus_task.cancel()
             if http_task is not None:

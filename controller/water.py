@@ -34,6 +34,7 @@ from controller.domain.water import (
 )
 from controller.events import EventHub
 from controller.metrics import Metrics
+from controller.webhooks import Webhooks
 from protocol import wire
 
 log = logging.getLogger("sigap.water")
@@ -95,6 +96,7 @@ class WaterService:
         self.metrics = metrics
         self.clock = clock
         self.events = events or EventHub()
+        self.webhooks: Webhooks | None = None  # set by the Controller when URLs are configured
         self.prefix = cfg.sigap.prefix
         self.devices: dict[str, WaterDevice] = {d.id: d for d in cfg.devices_by_role("water")}
         self.sensors: dict[str, WaterSensor] = {}
@@ -284,9 +286,13 @@ class WaterService:
             dev = self.devices.get(ch.alert.sensor)
             self.store.audit(conn, now, ch.by, f"alert_{ch.action}", dev.site if dev else None, None, None,
                              ch.to_dict())
+            if self.webhooks is not None:
+                self.webhooks.enqueue(conn, {"type": "alert", **ch.to_dict()})
 
     def _count_changes(self, changes: list[AlertChange]) -> None:
-        """Committed alert changes: counted, and streamed to live viewers."""
+        """Committed alert changes: counted, streamed to live viewers, webhooks woken."""
+        if changes and self.webhooks is not None:
+            self.webhooks.wake()
         for ch in changes:
             self.events.publish("alert", ch.to_dict())
             self.metrics.alert_changes.labels(action=ch.action, kind=ch.alert.kind).inc()
