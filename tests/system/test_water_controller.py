@@ -477,3 +477,22 @@ async def test_alerts_are_listed_acked_and_resolved_by_operators(hall, clock, bo
     actions = [r["action"] for r in hall.rows("SELECT action FROM audit_log ORDER BY id")]
     assert actions == ["alert_open", "alert_ack", "alert_escalate", "alert_resolve"]
     assert hall.ctrl.store.verify_audit()[1] is None
+
+
+async def test_steady_rise_below_waspada_raises_a_rate_alert(broker, tmp_path):
+    """A river rising 900 mm/h is an alert before it reaches any threshold."""
+    toml = _TOML.replace("hold_s = 120\n", "hold_s = 120\nrate_alert_mm_h = 500\n", 1)
+    clock = SettableClock(START)
+    async with running_hall(broker, tmp_path, clock, cfg=parse_config(toml)) as hall:
+        board = WaterBoard(hall, await hall.peer(SENSOR), clock)
+        level = 400
+        for _ in range(20):  # one reading a minute, +15 mm each: 900 mm/h
+            await board.read(level)
+            clock.advance(seconds=60)
+            level += 15
+        alerts = hall.ctrl.water.book.open_alerts(SENSOR)
+        kinds = {a.kind for a in alerts}
+        assert "rate" in kinds, alerts
+        assert "level" not in kinds  # still far below waspada (1500 mm)
+        state = hall.ctrl.water.sensors[SENSOR].state
+        assert state.status == "normal" and state.rate_mm_h is not None and 700 < state.rate_mm_h < 1100
