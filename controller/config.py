@@ -203,6 +203,8 @@ class SigapSection(_Table):
     """Base of ticket status links, without a trailing slash."""
     webhooks: list[Annotated[str, AfterValidator(_http_url)]] = []
     """URLs that receive every alert change as a JSON POST."""
+    raw_retention_days: PositiveInt = 90
+    """Raw water readings older than this are deleted; 5-minute aggregates are kept."""
 
 
 class Service(_Table):

@@ -149,11 +149,18 @@ class Controller:
         await self.water.publish_all(force=True)
 
     async def _water_checks(self) -> None:
-        """The periodic offline rule (CONTRACT §3); an error is logged, never ends the loop."""
+        """The periodic offline rule (CONTRACT §3) and, hourly, raw-reading retention;
+        an error is logged, never ends the loop."""
+        last_prune: datetime | None = None
         while True:
             await asyncio.sleep(self.water_check_s)
             try:
-                await self.water.check(self.clock())
+                now = self.clock()
+                await self.water.check(now)
+                if last_prune is None or (now - last_prune).total_seconds() >= 3600:
+                    last_prune = now
+                    if pruned := self.water.prune(now):
+                        log.info("deleted %d raw readings past retention", pruned)
             except Exception:
                 log.exception("water check failed")
 

@@ -34,6 +34,7 @@ from controller.domain.water import (
 )
 from controller.events import EventHub
 from controller.metrics import Metrics
+from controller.store.tables import readings as readings_table
 from controller.webhooks import Webhooks
 from protocol import wire
 
@@ -300,6 +301,13 @@ class WaterService:
                      ch.alert.level)
 
     # -- offline rule -----------------------------------------------------------------------
+    def prune(self, now: datetime) -> int:
+        """Delete raw readings past the retention period (aggregates stay); returns how many."""
+        cutoff = int(now.timestamp()) - self.cfg.sigap.raw_retention_days * 86400
+        with self.store.transaction() as conn:
+            res = conn.execute(sa.delete(readings_table).where(readings_table.c.ts < cutoff))
+        return int(res.rowcount or 0)
+
     async def check(self, now: datetime | None = None) -> None:
         """The offline rule for every sensor; call every few seconds."""
         t = (now or self.clock()).timestamp()

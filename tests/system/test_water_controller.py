@@ -496,3 +496,13 @@ async def test_steady_rise_below_waspada_raises_a_rate_alert(broker, tmp_path):
         assert "level" not in kinds  # still far below waspada (1500 mm)
         state = hall.ctrl.water.sensors[SENSOR].state
         assert state.status == "normal" and state.rate_mm_h is not None and 700 < state.rate_mm_h < 1100
+
+
+async def test_raw_readings_past_retention_are_pruned_and_aggregates_kept(hall, clock, board):
+    await board.read(1000)
+    clock.advance(days=91)
+    await board.read(1010)
+    before = hall.rows("SELECT COUNT(*) AS n FROM readings_5min")[0]["n"]
+    assert hall.ctrl.water.prune(clock()) == 1  # the reading from 91 days ago (retention 90 days)
+    assert [r["level_mm"] for r in hall.rows("SELECT level_mm FROM readings ORDER BY ts")] == [1010]
+    assert hall.rows("SELECT COUNT(*) AS n FROM readings_5min")[0]["n"] == before
