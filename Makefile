@@ -1,6 +1,7 @@
 # Sigap: two commands set everything up on a fresh machine.
 #   make demo   run the whole system (embedded broker, controller, simulated boards, web UI)
-#   make test   lint, type-check, compile firmware with mpy-cross, MicroPython tests, pytest
+#   make test   lint, type-check (controller, and firmware against MicroPython's stubs),
+#               compile firmware with mpy-cross, MicroPython tests, pytest
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
@@ -47,7 +48,7 @@ $(MPY_STUBS)/.installed: $(STAMP)
 	@touch $@
 
 typecheck-firmware: $(MPY_STUBS)/.installed
-	MYPYPATH=$(MPY_STUBS) $(BIN)/mypy --config-file /dev/null --custom-typeshed-dir $(MPY_STUBS) \
+	MYPYPATH=$(MPY_STUBS) $(BIN)/mypy --config-file firmware/mypy.ini --custom-typeshed-dir $(MPY_STUBS) \
 		--no-site-packages --ignore-missing-imports --check-untyped-defs --explicit-package-bases \
 		--exclude 'firmware/tools' firmware protocol
 
@@ -60,7 +61,7 @@ mpy-test: $(NODE_STAMP)
 pytest: setup
 	$(BIN)/pytest
 
-test: setup lint typecheck mpy-compile mpy-test pytest
+test: setup lint typecheck typecheck-firmware mpy-compile mpy-test pytest
 
 bench: setup
 	$(BIN)/python -m tests.bench

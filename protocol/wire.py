@@ -199,21 +199,22 @@ def _reject_constant(name: str) -> None:
 # Decided once at import: CPython's json takes keyword arguments, MicroPython's
 # does not. CPython must also refuse NaN/Infinity (MicroPython never accepts
 # them) and must write UTF-8 rather than \u escapes (as MicroPython does), so
-# both sides produce the same bytes and the same size checks.
+# both sides produce the same bytes and the same size checks. (Plain `dict`
+# annotations: the board-side type check sees MicroPython's json stubs, which
+# have none of CPython's keywords.)
+_LOADS_KW: dict = {"parse_constant": _reject_constant}
+_DUMPS_KW: dict = {"ensure_ascii": False, "allow_nan": False}
 try:
-    json.loads("0", parse_constant=_reject_constant)
-    _CPYTHON = True
-except TypeError:
-    _CPYTHON = False
+    json.loads("0", **_LOADS_KW)
+except TypeError:  # MicroPython
+    _LOADS_KW = {}
+    _DUMPS_KW = {}
 
 
 def encode(msg: dict, limit: int) -> bytes:
     """Compact UTF-8 JSON bytes of msg; ProtocolError("too_large") above limit bytes."""
     try:
-        if _CPYTHON:
-            text = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        else:
-            text = json.dumps(msg, separators=(",", ":"))
+        text = json.dumps(msg, separators=(",", ":"), **_DUMPS_KW)
         data = text.encode("utf-8")
     except UnicodeError:
         raise ProtocolError("bad_utf8", "text is not valid Unicode") from None
@@ -246,10 +247,7 @@ def decode(payload: "bytes | bytearray | memoryview | str", limit: int) -> dict:
         except UnicodeError:
             raise ProtocolError("bad_utf8", "payload is not UTF-8") from None
     try:
-        if _CPYTHON:
-            msg = json.loads(text, parse_constant=_reject_constant)
-        else:
-            msg = json.loads(text)
+        msg = json.loads(text, **_LOADS_KW)
     except (ValueError, RuntimeError) as e:  # RuntimeError: CPython's RecursionError
         raise ProtocolError("bad_json", str(e)) from None
     if type(msg) is not dict:

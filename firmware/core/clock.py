@@ -17,10 +17,13 @@ else:
     _PERIOD = 1 << 30
     _MASK = _PERIOD - 1
     _HALF = _PERIOD >> 1
+    # CPython only. Looked up by name because this module is type-checked
+    # against MicroPython's time stubs, which rightly have no monotonic_ns.
+    _monotonic_ns = getattr(time, "monotonic_ns")  # noqa: B009 (see above)
 
     def ticks_ms():
         """Milliseconds from an arbitrary origin, wrapping at 2**30."""
-        return (time.monotonic_ns() // 1000000) & _MASK
+        return (_monotonic_ns() // 1000000) & _MASK
 
     def ticks_add(a, d):
         """The tick value d milliseconds after a (d may be negative)."""

@@ -17,14 +17,7 @@ import random
 import struct
 
 from firmware.core import clock
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):
-        return x
-
+from firmware.core.compat import const
 
 # Control packet types, first byte with the flags each type requires [2.2.1, 2.2.2].
 CONNECT = const(0x10)
@@ -367,7 +360,8 @@ class MQTTClient:
         self._done = asyncio.Event()  # run() has returned
         self._outbox_ev = asyncio.Event()
         self._wlock = asyncio.Lock()  # one packet at a time on the stream
-        self._last_rx = self._last_tx = self._last_ping = 0
+        # Set again by _connect() before they are read; ticks, never plain ints.
+        self._last_rx = self._last_tx = self._last_ping = clock.ticks_ms()
 
     # -- application API ----------------------------------------------------
 

@@ -29,7 +29,7 @@ class Button:
 
     async def run(self):
         """Own task: watch the pin forever."""
-        down_at = 0
+        down_at = clock.ticks_ms()  # set again at each press, before it is read
         long_fired = False
         while True:
             v = self.pin.value() == self.active

@@ -16,14 +16,7 @@
 # a row byte is its leftmost pixel. Boards wired the other way round can pass
 # reverse=True.
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
-
+from firmware.core.compat import const
 from firmware.drivers.displays import font
 
 _NOOP = const(0x00)

@@ -16,18 +16,14 @@
 # is wrapped around the same bytes as `self.fb` for lines and shapes; the
 # platform is decided once, here at import.
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from firmware.core.compat import const
 
 try:
     import framebuf as _framebuf
-except ImportError:
-    _framebuf = None
+
+    _HAVE_FRAMEBUF = True
+except ImportError:  # CPython (simulator): text is drawn from font.py only
+    _HAVE_FRAMEBUF = False
 
 from firmware.drivers.displays import font
 
@@ -69,7 +65,7 @@ class SSD1306:
         self.buffer[0] = _CTRL_DATA
         self.pixels = memoryview(self.buffer)[1:]
         self.fb = None
-        if _framebuf is not None:
+        if _HAVE_FRAMEBUF:
             self.fb = _framebuf.FrameBuffer(self.pixels, width, height, _framebuf.MONO_VLSB)
         self._cmd = bytearray(2)
         self._cmd[0] = _CTRL_CMD

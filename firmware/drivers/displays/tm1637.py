@@ -14,13 +14,7 @@
 # chip's ACK only needs DIO released high): anything with value(v) will do.
 # Bit timing comes from `delay_us` (board: time.sleep_us; simulator: a no-op).
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from firmware.core.compat import const
 
 _CMD_DATA = const(0x40)  # §7.1 data command: write to display, auto-increment
 _CMD_ADDR = const(0xC0)  # §7.2 address command: grid 0

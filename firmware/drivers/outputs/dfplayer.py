@@ -18,15 +18,8 @@
 #       016 "seribu", 017 "ribu", 018 "nol"
 import asyncio
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
-
 from firmware.core import clock
+from firmware.core.compat import const
 
 _CMD_PLAY_FOLDER = const(0x0F)
 _CMD_VOLUME = const(0x06)

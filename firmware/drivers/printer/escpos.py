@@ -18,13 +18,7 @@
 # The printer draws the QR itself (native command), so the board never
 # rasterises a symbol.
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from firmware.core.compat import const
 
 _ESC = const(0x1B)
 _GS = const(0x1D)

@@ -16,9 +16,10 @@ from firmware.core import clock
 try:
     import ds18x20 as _ds18x20
     import onewire as _onewire
+
+    _HAVE_ONEWIRE = True
 except ImportError:  # CPython (simulator) or a port without 1-Wire
-    _ds18x20 = None
-    _onewire = None
+    _HAVE_ONEWIRE = False
 
 CONVERSION_MS = 750  # Table 3, 12-bit resolution
 _POWER_ON_RAW = 0x0550  # +85.0 °C
@@ -70,7 +71,7 @@ class DS18B20:
     conversion_ms = CONVERSION_MS
 
     def __init__(self, pin=None, sensor=None):
-        if sensor is None and pin is not None and _ds18x20 is not None:
+        if sensor is None and pin is not None and _HAVE_ONEWIRE:
             sensor = _ds18x20.DS18X20(_onewire.OneWire(pin))
         self.sensor = sensor
         self.rom = None

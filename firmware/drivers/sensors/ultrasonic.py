@@ -106,6 +106,10 @@ class Ranger:
         self._scratch = [0] * self.samples
         self.last_n = 0
 
+    async def _echo_mm(self, temp_c):
+        """One echo's distance in mm, or None when none came back."""
+        raise NotImplementedError
+
     async def measure(self, temp_c=None):
         """Burst of echoes -> (distance mm or None, number of echoes kept)."""
         vals = self._vals
