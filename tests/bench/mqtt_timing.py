@@ -11,9 +11,11 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 
 
-def client(port: int, client_id: str, on_message: Callable[..., None] | None = None) -> mqtt.Client:
+def client(port: int, client_id: str, on_message: Callable[..., None] | None = None,
+           max_inflight: int = 20) -> mqtt.Client:
     """A connected paho client with its network loop running in a thread."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.max_inflight_messages_set(max_inflight)
     if on_message:
         c.on_message = on_message
     connected = threading.Event()
