@@ -26,26 +26,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-const ROOT = process.cwd();
-const LIB = "/lib";
+import { install as installFile, installLib, LIB, ROOT, walk } from "./mpfs.mjs";
+
 const HEAP = Number(process.env.MPY_HEAP || 1024 * 1024);
 const TIMEOUT_S = Number(process.env.MPY_TIMEOUT_S || 120);
 const SUMMARY = "@@mpyunit ";
-
-function walk(dir, keep, skipDirs = new Set()) {
-  const out = [];
-  const abs = path.join(ROOT, dir);
-  if (!fs.existsSync(abs)) return out;
-  for (const entry of fs.readdirSync(abs, { withFileTypes: true })) {
-    const rel = path.posix.join(dir, entry.name);
-    if (entry.isDirectory()) {
-      if (!skipDirs.has(rel) && entry.name !== "__pycache__") out.push(...walk(rel, keep, skipDirs));
-    } else if (keep(entry.name)) {
-      out.push(rel);
-    }
-  }
-  return out.sort();
-}
 
 // -- child: one test file in one interpreter ---------------------------------------
 
@@ -53,21 +38,8 @@ async function child(file) {
   const { loadMicroPython } = await import("@micropython/micropython-webassembly-pyscript");
   const print = (line) => process.stdout.write(`${line}\n`);
   const mp = await loadMicroPython({ heapsize: HEAP, stdout: print, stderr: print });
-  const install = (rel, dest) => {
-    mp.FS.mkdirTree(path.posix.dirname(dest));
-    mp.FS.writeFile(dest, fs.readFileSync(path.join(ROOT, rel)));
-  };
-  const py = (name) => name.endsWith(".py");
-  for (const rel of [
-    ...walk("protocol", (name) => py(name) || name === "vectors.json"),
-    ...walk("firmware", py, new Set(["firmware/tools"])),
-  ]) {
-    install(rel, path.posix.join(LIB, rel));
-  }
-  for (const rel of walk("tests/mpy", (name) => py(name) && name !== "conftest.py")) {
-    install(rel, path.posix.join(LIB, path.posix.basename(rel)));
-  }
-  install(file, path.posix.join(LIB, path.posix.basename(file)));
+  installLib(mp);
+  installFile(mp, file, path.posix.join(LIB, path.posix.basename(file)));
   const module = path.basename(file, ".py");
   let summary;
   try {

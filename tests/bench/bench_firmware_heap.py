@@ -1,0 +1,40 @@
+"""Firmware heap per role on real MicroPython (WebAssembly): import+boot, steady-loop peak, leak check."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+GOAL_KB = 40
+
+
+def main() -> None:
+    node = shutil.which("node")
+    if node is None:
+        print(
+            "  node not found: skipped (needs node and npm's @micropython/micropython-webassembly-pyscript)"
+        )
+        return
+    # heap.mjs runs each role in a fresh interpreter; see tests/mpy/heap_roles.py for what is measured.
+    proc = subprocess.run(
+        [node, "tests/mpy/heap.mjs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    for line in (proc.stdout + proc.stderr).splitlines():
+        print(line)
+    if proc.returncode:
+        print(f"  heap.mjs failed (exit status {proc.returncode})")
+    print(
+        f"  goal: peak under {GOAL_KB} KB per role (an ESP32 without PSRAM has ~110 KB of MicroPython heap,"
+    )
+    print("  less once WiFi and TLS buffers are up)")
+
+
+if __name__ == "__main__":
+    main()
