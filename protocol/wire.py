@@ -268,6 +268,14 @@ def _absent(msg: dict, name: str) -> ProtocolError:
     return _err("missing", name, "is required")
 
 
+def _present(msg: dict, name: str, required: bool):
+    """The field's value; None when absent or null (an error when required)."""
+    v = msg.get(name)
+    if v is None and required:
+        raise _absent(msg, name)
+    return v
+
+
 def _obj(msg: object) -> dict:
     if type(msg) is not dict:
         raise ProtocolError("not_object", "message is not a JSON object")
@@ -275,10 +283,8 @@ def _obj(msg: object) -> dict:
 
 
 def _int(msg: dict, name: str, lo: int, hi: int, required: bool = True) -> "int | None":
-    v = msg.get(name)
+    v = _present(msg, name, required)
     if v is None:
-        if required:
-            raise _absent(msg, name)
         return None
     if type(v) is not int:
         raise _err("type", name, "must be an integer")
@@ -288,10 +294,8 @@ def _int(msg: dict, name: str, lo: int, hi: int, required: bool = True) -> "int 
 
 
 def _num(msg: dict, name: str, lo: float, hi: float, required: bool = True) -> "float | None":
-    v = msg.get(name)
+    v = _present(msg, name, required)
     if v is None:
-        if required:
-            raise _absent(msg, name)
         return None
     if type(v) is not int and type(v) is not float:
         raise _err("type", name, "must be a number")
@@ -301,10 +305,8 @@ def _num(msg: dict, name: str, lo: float, hi: float, required: bool = True) -> "
 
 
 def _str(msg: dict, name: str, maxlen: int, required: bool = True) -> "str | None":
-    v = msg.get(name)
+    v = _present(msg, name, required)
     if v is None:
-        if required:
-            raise _absent(msg, name)
         return None
     if type(v) is not str:
         raise _err("type", name, "must be a string")
@@ -314,10 +316,8 @@ def _str(msg: dict, name: str, maxlen: int, required: bool = True) -> "str | Non
 
 
 def _bool(msg: dict, name: str, required: bool = True) -> "bool | None":
-    v = msg.get(name)
+    v = _present(msg, name, required)
     if v is None:
-        if required:
-            raise _absent(msg, name)
         return None
     if type(v) is not bool:
         raise _err("type", name, "must be true or false")
@@ -325,10 +325,8 @@ def _bool(msg: dict, name: str, required: bool = True) -> "bool | None":
 
 
 def _choice(msg: dict, name: str, choices: tuple, required: bool = True) -> "str | None":
-    v = msg.get(name)
+    v = _present(msg, name, required)
     if v is None:
-        if required:
-            raise _absent(msg, name)
         return None
     if type(v) is not str:
         raise _err("type", name, "must be a string")
@@ -338,10 +336,8 @@ def _choice(msg: dict, name: str, choices: tuple, required: bool = True) -> "str
 
 
 def _code(msg: dict, name: str, required: bool = True) -> "str | None":
-    v = msg.get(name)
+    v = _present(msg, name, required)
     if v is None:
-        if required:
-            raise _absent(msg, name)
         return None
     if type(v) is not str:
         raise _err("type", name, "must be a string")
