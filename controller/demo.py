@@ -74,7 +74,8 @@ async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
     ctrl = Controller(cfg, store, broker_url, clock=clock)
     ready = asyncio.Event()
     ctrl_task = asyncio.create_task(ctrl.run(args.listen, ready=ready))
-    fleet = Fleet(cfg, host, port)
+    # The boards' clocks follow the demo's scenario time, as NTP would follow real time.
+    fleet = Fleet(cfg, host, port, wall_clock=lambda: clock().timestamp())
     sim_task = None
     try:
         await asyncio.wait_for(ready.wait(), 30)

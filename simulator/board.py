@@ -170,7 +170,9 @@ class VirtualBoard:
         self.parts = set(ROLE_PARTS.get(settings.get("role", ""), ()) if parts is None else parts)
         self._drivers: dict[str, Any] = {}
         # Clock: the host's, as if NTP had synced; False makes board.time() None.
+        # `wall_clock` (seconds since the epoch) lets a scenario run on its own time.
         self.clock_synced = True
+        self.wall_clock: Callable[[], float] = time.time
         # Printer: every slip decoded (decode_escpos dicts: lines, double, qr, ...).
         self.printed: list[dict[str, Any]] = []
         self.printer_uart = _PrinterUART(self._slip)
@@ -217,7 +219,7 @@ class VirtualBoard:
 
     def time(self) -> int | None:
         """Unix seconds, or None while the clock is not synced (`clock_synced`)."""
-        return int(time.time()) if self.clock_synced else None
+        return int(self.wall_clock()) if self.clock_synced else None
 
     def _part(self, name: str, build: Callable[[], Any]) -> Any:
         if name not in self.parts:

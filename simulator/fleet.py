@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from firmware.core.runtime import boot, run_device
@@ -16,7 +17,8 @@ log = logging.getLogger("sigap.simulator")
 class Fleet:
     """Virtual boards for (some of) the devices of a site config."""
 
-    def __init__(self, cfg: Any, broker_host: str, broker_port: int, device_ids: list[str] | None = None):
+    def __init__(self, cfg: Any, broker_host: str, broker_port: int, device_ids: list[str] | None = None,
+                 wall_clock: Callable[[], float] | None = None):
         self.cfg = cfg
         self.boards: dict[str, VirtualBoard] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -25,6 +27,8 @@ class Fleet:
         for dev_id in ids:
             settings = board_settings(cfg, dev_id, broker_host, broker_port)
             self.boards[dev_id] = VirtualBoard(settings)
+            if wall_clock is not None:
+                self.boards[dev_id].wall_clock = wall_clock  # the boards' NTP time, for a scenario clock
 
     def supported(self, dev_id: str) -> bool:
         """Roles whose firmware exists in this version."""

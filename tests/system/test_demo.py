@@ -57,6 +57,13 @@ def test_demo_runs_the_queue_live_and_stops_cleanly_on_ctrl_c(tmp_path):
 
         snap = wait_until(moving, 60, "tickets issued and called by the simulated boards")
         assert any(c["serving"] for c in snap["counters"].values())
+        # The river sensors report too (their clocks follow the demo's scenario time).
+        def sensors_reporting():
+            sensors = json.loads(get(f"http://127.0.0.1:{port}/api/sensors")[1])
+            return sensors if sensors and all(s["level_mm"] is not None for s in sensors) else None
+
+        sensors = wait_until(sensors_reporting, 60, "every water sensor's first reading")
+        assert all(s["online"] and s["status"] == "normal" for s in sensors)
         text = log.read_text()
         assert f"http://127.0.0.1:{port}/" in text
     finally:
