@@ -23,6 +23,7 @@ class Fleet:
         self.boards: dict[str, VirtualBoard] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._reboots: set[asyncio.Task[None]] = set()  # power cycles a board's reset asked for
+        self._stopping = False
         ids = device_ids if device_ids is not None else [d.id for d in cfg.devices]
         for dev_id in ids:
             settings = board_settings(cfg, dev_id, broker_host, broker_port)
@@ -36,6 +37,7 @@ class Fleet:
 
     def start(self) -> None:
         """Power every board on."""
+        self._stopping = False
         for dev_id in self.boards:
             if self.supported(dev_id):
                 self.power_on(dev_id)
@@ -74,12 +76,17 @@ class Fleet:
 
     def _schedule_reboot(self, dev_id: str) -> None:
         # Called from inside the board (its firmware or its watchdog): reboot from a task of our own.
+        if self._stopping:
+            return  # powering everything off: a watchdog firing now must not bring a board back
         task = asyncio.get_running_loop().create_task(self.reboot(dev_id), name=f"reboot:{dev_id}")
         self._reboots.add(task)
         task.add_done_callback(self._reboots.discard)
 
     async def stop(self) -> None:
-        """Power every board off."""
+        """Power every board off (and keep it off)."""
+        self._stopping = True
+        for board in self.boards.values():
+            board.stop_watchdog()
         for task in list(self._reboots):
             task.cancel()
         await asyncio.gather(*self._reboots, return_exceptions=True)

@@ -343,11 +343,12 @@ class Device:
                         return  # a virtual board returns from reset(): this boot is over
                 await clock.sleep_ms(self.tick_ms)
         finally:
-            for t in (link, stopping, join):
-                if t is not None:
-                    t.cancel()
-            for t in tasks:
+            alive = [t for t in (link, stopping, join) if t is not None] + tasks
+            for t in alive:
                 t.cancel()
+            # Let them finish their own clean-up (the MQTT client closes its
+            # socket) before this boot is over: nothing of it outlives the board.
+            await asyncio.gather(*alive, return_exceptions=True)
 
     async def _run_unconfigured(self):
         # No usable settings at all: no identity to go online with. Show the
