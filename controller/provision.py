@@ -409,7 +409,7 @@ def provision(
         ),
         CONTROLLER_ENV: controller_env_text(ctl_url),
         PASSWD: passwd_text(hashes),
-        ACL: acl_text(cfg.sigap.prefix, source),
+        ACL: acl_text(cfg.sigap.prefix, Path(source).name),
         MOSQUITTO_CONF: mosquitto_conf_text(broker_dir, parse_broker(broker_url).port),
     }
     for name in FILES:
