@@ -114,18 +114,21 @@ def test_every_board_and_the_controller_get_a_strong_password_in_passwd(tmp_path
 
 
 def test_acl_confines_each_board_to_its_own_topics_under_the_prefix(tmp_path):
-    provision(cfg("kiosk-01", prefix="blitar/sigap"), tmp_path / "o")
+    provision(cfg("kiosk-02", "kiosk-01", prefix="blitar/sigap"), tmp_path / "o")
     acl = (tmp_path / "o" / ACL).read_text()
     rules = [line for line in acl.splitlines() if line and not line.startswith("#")]
     assert rules == [
         "pattern write blitar/sigap/v1/dev/%u/state",
         "pattern write blitar/sigap/v1/dev/%u/evt/#",
         "pattern read blitar/sigap/v1/dev/%u/cmd/#",
-        "pattern read blitar/sigap/v1/ctl/state",
         f"user {CONTROLLER_USER}",
         "topic readwrite blitar/sigap/v1/#",
+        "user kiosk-01",
+        "topic read blitar/sigap/v1/ctl/state",
+        "user kiosk-02",
+        "topic read blitar/sigap/v1/ctl/state",
     ]
-    assert acl == acl_text("blitar/sigap")
+    assert acl == acl_text("blitar/sigap", ["kiosk-01", "kiosk-02"])
 
 
 def test_mosquitto_conf_refuses_anonymous_and_names_the_files(tmp_path):
