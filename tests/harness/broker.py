@@ -130,6 +130,11 @@ class MosquittoBroker:
         if self.proc and self.proc.stderr:
             self.proc.stderr.close()
 
+    def reload(self) -> None:
+        """SIGHUP: the broker re-reads its password and ACL files (and drops clients they no longer admit)."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGHUP)
+
     def restart(self) -> None:
         """Kill, then start again on the same port."""
         self.kill()
