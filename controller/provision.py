@@ -295,6 +295,10 @@ def read_existing(out: Path) -> Existing:
             ):
                 raise UserError(f"{out / SECRETS}: [{table}] must be a table of strings and numbers")
             ex.kept_tables[table] = dict(value)
+        unknown = sorted(set(data) - {*_SECRET_PASSTHROUGH, "devices"})
+        if unknown:
+            # Never drop what someone wrote by hand: sigap deploy would refuse it anyway.
+            raise UserError(f"{out / SECRETS}: unknown table [{unknown[0]}] (known: wifi, broker, devices)")
         devices = data.get("devices", {})
         if not isinstance(devices, dict):
             raise UserError(f"{out / SECRETS}: devices must be a table of [devices.<id>] tables")
@@ -486,13 +490,13 @@ def summary(res: Result, show: bool = False) -> list[str]:
         ("removed", res.removed),
     ):
         if items:
-            lines.append(f"  {label + ':':10}{_names(items)}")
+            lines.append(f"  {label + ':':11}{_names(items)}")
     if res.reissued:
         lines.append("  (reissued: the old password was no longer in secrets.toml / controller.env)")
     if res.written:
-        lines.append(f"  {'written:':10}{', '.join(res.written)} (mode 0600)")
+        lines.append(f"  {'written:':11}{', '.join(res.written)} (mode 0600)")
     if res.unchanged:
-        lines.append(f"  {'unchanged:':10}{', '.join(res.unchanged)}")
+        lines.append(f"  {'unchanged:':11}{', '.join(res.unchanged)}")
     if not res.written:
         lines.append("  nothing changed")
     elif PASSWD in res.written or ACL in res.written:

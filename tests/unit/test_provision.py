@@ -235,6 +235,14 @@ def test_a_damaged_secrets_file_is_an_error_not_a_mass_rotation(tmp_path):
     assert (out / PASSWD).read_bytes() == before[PASSWD]
 
 
+def test_a_table_provisioning_does_not_know_is_an_error_not_silently_dropped(tmp_path):
+    out = tmp_path / "o"
+    provision(cfg("kiosk-01"), out)
+    (out / SECRETS).write_text((out / SECRETS).read_text() + '\n[ota]\nurl = "x"\n')
+    with pytest.raises(UserError, match=r"unknown table \[ota\]"):
+        provision(cfg("kiosk-01"), out)
+
+
 # ---------------------------------------------------------------- permissions, errors
 
 
@@ -287,7 +295,7 @@ def test_command_prints_a_summary_and_no_password_unless_asked(tmp_path):
     res = sigap("provision", "--config", str(conf), "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert f"2 devices + controller in {out}" in res.stdout
-    assert "written:  secrets.toml, controller.env, passwd, acl, mosquitto.conf" in res.stdout
+    assert "written:   secrets.toml, controller.env, passwd, acl, mosquitto.conf" in res.stdout
     pw = passwords(out)
     assert not any(p in res.stdout + res.stderr for p in pw.values())
     again = sigap("provision", "--config", str(conf), "--out", str(out), "--show")
