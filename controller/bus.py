@@ -13,7 +13,8 @@ import logging
 import random
 import socket
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlparse
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
@@ -24,12 +25,46 @@ log = logging.getLogger("sigap.bus")
 Handler = Callable[[str, bytes, bool], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Where the broker is and, optionally, who we are to it (`mqtt://user:pass@host:port`)."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_broker(url: str) -> BrokerAddress:
+    """mqtt://[user[:password]@]host[:port] → BrokerAddress; a clear error (never showing a password)."""
+    u = urlsplit(url if "://" in url else "mqtt://" + url)
+    try:
+        port = u.port or 1883
+    except ValueError:
+        port = 0
+    if u.scheme not in ("mqtt", "tcp") or not u.hostname or not port:
+        raise ValueError(f"broker URL must look like mqtt://host:port, got {redact_broker_url(url)!r}")
+    user = unquote(u.username) if u.username else None
+    password = unquote(u.password) if u.password is not None else None
+    return BrokerAddress(u.hostname, port, user, password)
+
+
 def parse_broker_url(url: str) -> tuple[str, int]:
     """mqtt://host:port → (host, port); a clear error for anything else."""
-    u = urlparse(url if "://" in url else "mqtt://" + url)
-    if u.scheme not in ("mqtt", "tcp") or not u.hostname:
-        raise ValueError(f"broker URL must look like mqtt://host:port, got {url!r}")
-    return u.hostname, u.port or 1883
+    addr = parse_broker(url)
+    return addr.host, addr.port
+
+
+def redact_broker_url(url: str) -> str:
+    """The URL safe to log or print: a password in it becomes `***`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    at = rest.rfind("@")
+    if at < 0:
+        return url
+    user, colon, _ = rest[:at].partition(":")
+    return f"{scheme}{sep}{user}{':***' if colon else ''}{rest[at:]}"
 
 
 class Bus:
@@ -39,7 +74,8 @@ class Bus:
     backoff_max_s = 10.0
 
     def __init__(self, url: str, prefix: str, version: str, client_id: str = "sigap-controller"):
-        self.host, self.port = parse_broker_url(url)
+        self.address = parse_broker(url)
+        self.host, self.port = self.address.host, self.address.port
         self.prefix = prefix
         self.version = version
         self.client_id = client_id
@@ -73,6 +109,8 @@ class Bus:
                     self.host,
                     self.port,
                     identifier=self.client_id,
+                    username=self.address.username,
+                    password=self.address.password,
                     protocol=aiomqtt.ProtocolVersion.V311,
                     will=aiomqtt.Will(ctl, self._ctl_payload(False), qos=1, retain=True),
                     keepalive=15,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -26,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("controller", help="run the controller (production)")
     c.add_argument("--config", required=True, help="site config TOML file")
-    c.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker mqtt://host:port")
+    c.add_argument("--broker", default=os.environ.get("SIGAP_BROKER") or "mqtt://127.0.0.1:1883",
+                   help="broker mqtt://[user:password@]host:port (default: $SIGAP_BROKER, else mqtt://127.0.0.1:1883)")
     c.add_argument("--db", help="sqlite:///PATH (default: a file beside the config) or postgresql://…")
     c.add_argument("--listen", default="127.0.0.1:8000", help="web server HOST:PORT")
 
@@ -43,9 +45,21 @@ def _parser() -> argparse.ArgumentParser:
     dp.add_argument("--secrets", help="secrets TOML (WiFi, broker credentials); never committed")
     dp.add_argument("--dry-run", action="store_true", help="list what would be copied")
 
-    pv = sub.add_parser("provision", help="per-device MQTT credentials and broker ACL files")
-    pv.add_argument("--config", required=True)
-    pv.add_argument("--out", required=True)
+    pv = sub.add_parser(
+        "provision",
+        help="per-device MQTT credentials and broker ACL files",
+        description="Write the broker's passwd, acl and mosquitto.conf, the boards' secrets.toml and "
+        "the controller's controller.env into DIR. Re-running keeps existing passwords.",
+    )
+    pv.add_argument("--config", required=True, help="site config TOML file")
+    pv.add_argument("--out", required=True, metavar="DIR", help="output directory (created with mode 0700)")
+    pv.add_argument("--rotate", action="append", metavar="ID|all",
+                    help="issue a new password to a device, to `controller`, or to all (repeatable)")
+    pv.add_argument("--broker", metavar="URL", help="the broker as the controller reaches it, mqtt://host:port "
+                    "(default: as before, else mqtt://127.0.0.1:1883)")
+    pv.add_argument("--broker-dir", default="/etc/mosquitto/sigap", metavar="PATH",
+                    help="where passwd and acl will live on the broker host (default: %(default)s)")
+    pv.add_argument("--show", action="store_true", help="also print every password")
 
     ck = sub.add_parser("check", help="validate a site config file")
     ck.add_argument("file")
@@ -91,6 +105,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from firmware.tools.deploy import deploy_main
 
         return deploy_main(args)
+    if args.command == "provision":
+        from controller.provision import provision_main
+
+        return provision_main(args)
     if args.command == "audit":
         return _audit_verify(args)
     raise UserError(f"'{args.command}' is not available yet in this version")

@@ -21,7 +21,7 @@ import uvicorn
 from controller import __version__
 from controller.api import create_app
 from controller.auth import Auth
-from controller.bus import Bus, parse_broker_url
+from controller.bus import Bus, parse_broker_url, redact_broker_url
 from controller.config import ConfigError, SiteConfig, load_config
 from controller.events import EventHub
 from controller.metrics import Metrics
@@ -262,6 +262,8 @@ def controller_main(args: argparse.Namespace) -> int:
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
         raise UserError(f"cannot open the database {args.db or default_db_url(args.config)}: {reason}") from None
     ctrl = Controller(cfg, store, args.broker)
-    log.info("Sigap controller %s: broker %s, web http://%s", __version__, args.broker, args.listen)
+    log.info(
+        "Sigap controller %s: broker %s, web http://%s", __version__, redact_broker_url(args.broker), args.listen
+    )
     asyncio.run(run_until_signal(ctrl.run(args.listen)))
     return 0
