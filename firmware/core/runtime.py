@@ -39,6 +39,7 @@
 #                                     board.deep_sleep(): does not return on hardware
 import asyncio
 import json
+import random
 
 from firmware.core import clock
 from firmware.core import settings as config
@@ -131,7 +132,13 @@ class Device:
             n = int(raw) + 1 if raw else 1
         except ValueError:
             n = 1
-        self.write(BOOT_FILE, str(n))  # a full flash: this boot reuses a number (reported as flash_err)
+        if not self.write(BOOT_FILE, str(n)):
+            # A full flash: the next boot would read the same old count and
+            # reuse n, and the controller would drop its events as duplicates
+            # of this boot's. A random step above the last kept count makes
+            # such a clash unlikely (1 in 65536) while it stays above every
+            # boot the flash remembers. Reported as flash_err in the birth.
+            n += random.getrandbits(16)
         return n
 
     def _take_reset_reason(self):

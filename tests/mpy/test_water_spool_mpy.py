@@ -228,3 +228,16 @@ async def test_water_sleeps_only_while_no_one_wants_the_siren():
     check(role.period_ms() == 30000, role.period_ms())
     role.on_cmd("siren", {"on": True, "level": "awas"})
     check(not role.may_sleep(), "the controller's siren keeps it awake too")
+
+
+def test_a_full_flash_does_not_make_two_boots_share_a_boot_number():
+    import random
+
+    found = []
+    for seed in (1, 2):
+        random.seed(seed)
+        board = PartsBoard(WATER)
+        board.storage = FullStorage({"boot": "41"})
+        found.append(runtime.Device(board).boot)
+    # Both above what flash remembers (41), and not the same number twice.
+    check(found[0] >= 42 and found[1] >= 42 and found[0] != found[1], found)
