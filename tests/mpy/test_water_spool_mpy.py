@@ -241,3 +241,15 @@ def test_a_full_flash_does_not_make_two_boots_share_a_boot_number():
         found.append(runtime.Device(board).boot)
     # Both above what flash remembers (41), and not the same number twice.
     check(found[0] >= 42 and found[1] >= 42 and found[0] != found[1], found)
+
+
+def test_bad_water_tunables_are_dropped_and_reported():
+    from firmware.core import settings as config
+
+    d = dict(WATER)
+    d.update({"sleep": "yes", "spool_max": 0, "awake_max_s": 10})
+    s, errors = config.validate_settings(d)
+    check(s is not None and "sleep" not in s and "spool_max" not in s and s["awake_max_s"] == 10, s)
+    check("type:sleep" in errors and "range:spool_max" in errors, errors)
+    device, role, board = water_board(settings=s)
+    check(not role.sleep and role.spool.max_items == WaterRole.spool_max, role.spool.max_items)
