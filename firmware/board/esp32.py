@@ -172,7 +172,7 @@ class Esp32Board:
         if name not in self.parts:
             try:
                 self.parts[name] = build()
-            except OSError as e:  # an optional part that is not there (no I2C ACK, ...)
+            except (OSError, ImportError) as e:  # not fitted (no I2C ACK, ...), or a port without its module
                 self.log("no " + name + ": " + str(e))
                 self.parts[name] = None
         return self.parts[name]

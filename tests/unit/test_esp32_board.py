@@ -346,3 +346,15 @@ def test_flash_storage_removes_its_temporary_file_when_the_flash_is_full(esp32, 
     monkeypatch.undo()
     assert storage.read("boot") == "1"
     assert not (tmp_path / "data" / "boot.tmp").exists()
+
+
+def test_an_oled_that_is_not_fitted_falls_back_to_the_console(esp32, monkeypatch):
+    mod, m = esp32
+
+    def no_ack(self: Any, addr: int, buf: Any) -> None:
+        raise OSError(19, "ENODEV")
+
+    monkeypatch.setattr(m.I2C, "writeto", no_ack)
+    board = board_for(mod, "kiosk")
+    assert type(board.text_display("main")).__name__ == "ConsoleDisplay"
+    assert board.printer() is not None  # the rest of the board goes on
