@@ -337,6 +337,10 @@ class WaterDevice(_DeviceBase):
     """Other boards whose siren follows this sensor."""
     rate_alert_mm_h: PositiveInt | None = None
     """Alert when the level rises faster than this; None: no rate alert."""
+    sleep: bool = False
+    """A battery board: deep sleep between readings (it is judged by its readings, not its link)."""
+    ranger: Literal["a02yyuw", "jsn-sr04t"] = "a02yyuw"
+    """Which ultrasonic sensor is fitted (hardware/water.md): the board builds its driver from this."""
 
     @property
     def siren_level_mm(self) -> int:

@@ -111,8 +111,11 @@ class Controller:
             return self._reject(e.reason, topic, str(e))
         if name == "state":
             if self.presence.on_state(device_id, True, msg, now):
-                self.events.publish("device", {"id": device_id, "online": bool(msg.get("online")),
-                                               "boot": msg.get("boot"), "at": now.isoformat()})
+                change = {"id": device_id, "online": bool(msg.get("online")), "boot": msg.get("boot"),
+                          "at": now.isoformat()}
+                if msg.get("sleep_s") is not None:
+                    change["sleep_s"] = msg["sleep_s"]  # asleep on purpose: judged by its readings
+                self.events.publish("device", change)
             return
         self.presence.seen(device_id, True, now)
         if (name, dev.role) in (("press", "kiosk"), ("press", "counter"), ("rating", "counter")):
@@ -152,10 +155,18 @@ class Controller:
         """The periodic offline rule (CONTRACT §3) and, hourly, raw-reading retention;
         an error is logged, never ends the loop."""
         last_prune: datetime | None = None
+        connects = 0
         while True:
             await asyncio.sleep(self.water_check_s)
             try:
                 now = self.clock()
+                if not self.bus.is_connected:
+                    continue  # deaf: a sensor's silence says nothing now
+                if connects and self.bus.connects > connects:
+                    # The link was lost and is back: boards get their full
+                    # interval from now (a sleeping board's backlog is coming).
+                    self.water.listening_since = now.timestamp()
+                connects = self.bus.connects
                 await self.water.check(now)
                 if last_prune is None or (now - last_prune).total_seconds() >= 3600:
                     last_prune = now

@@ -110,6 +110,8 @@ class WaterService:
             for board in (d.id, *d.sirens):
                 self.followers.setdefault(board, []).append(d.id)
         self._recent: dict[tuple[str, int, int], None] = {}
+        self.listening_since: float | None = None
+        """When the broker link came back after a loss (Unix s); see WaterSensor.check."""
         self._sent_level: dict[str, bytes] = {}
         self._sent_siren: dict[str, tuple[bool, str | None]] = {}
         self._sent_config: dict[str, bytes] = {}
@@ -312,7 +314,7 @@ class WaterService:
         """The offline rule for every sensor; call every few seconds."""
         t = (now or self.clock()).timestamp()
         for sensor_id, sensor in self.sensors.items():
-            res = sensor.check(t)
+            res = sensor.check(t, self.listening_since)
             if not res.changed and not res.events:
                 continue
             changes = self._apply_events(res.events)

@@ -400,10 +400,36 @@ class VirtualBoard:
 
     def _reboot(self, reason: str) -> None:
         self.resets.append(reason)
-        self.storage.write("reset_reason", reason)
+        try:
+            self.storage.write("reset_reason", reason)
+        except OSError:
+            pass  # a full flash: the chip resets all the same
         self.stop_watchdog()
         if self.on_reset is not None:
             self.on_reset(reason)
+
+    # --- deep sleep ---
+    on_sleep: Callable[[int], None] | None = None  # set by the Fleet: power off, boot again after ms
+
+    def deep_sleep(self, ms: int) -> None:
+        """machine.deepsleep(ms): power off now (RAM lost, flash kept), wake after ms.
+
+        The next boot's reset_cause() is "deepsleep". The firmware's task ends
+        when the Fleet powers the board off; without a Fleet nothing wakes it."""
+        self.sleeps.append(ms)
+        self.__dict__["_wake_cause"] = "deepsleep"
+        self.stop_watchdog()
+        if self.on_sleep is not None:
+            self.on_sleep(ms)
+
+    @property
+    def sleeps(self) -> list[int]:
+        """Every deep sleep the firmware asked for (ms), oldest first."""
+        return self.__dict__.setdefault("_sleeps", [])
+
+    def reset_cause(self) -> str:
+        """Why the chip restarted, when no reason was kept in flash: "deepsleep" after a wake, else "power"."""
+        return str(self.__dict__.pop("_wake_cause", "power"))
 
     def led_pattern(self, name: str) -> None:
         """The status LED switched to pattern name (recorded, see led and led_history)."""

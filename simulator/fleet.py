@@ -46,6 +46,7 @@ class Fleet:
         """Boot one board from its flash."""
         board = self.boards[dev_id]
         board.on_reset = lambda reason, d=dev_id: self._schedule_reboot(d)
+        board.on_sleep = lambda ms, d=dev_id: self._schedule_wake(d, ms)
         try:
             board.device = boot(board)
         except ValueError as e:  # a role this firmware build cannot run: the rest of the fleet goes on
@@ -81,6 +82,20 @@ class Fleet:
         task = asyncio.get_running_loop().create_task(self.reboot(dev_id), name=f"reboot:{dev_id}")
         self._reboots.add(task)
         task.add_done_callback(self._reboots.discard)
+
+    def _schedule_wake(self, dev_id: str, ms: int) -> None:
+        # machine.deepsleep(): power off now (RAM lost, flash kept), boot again after ms.
+        if self._stopping:
+            return
+        task = asyncio.get_running_loop().create_task(self._sleep_and_wake(dev_id, ms), name=f"sleep:{dev_id}")
+        self._reboots.add(task)
+        task.add_done_callback(self._reboots.discard)
+
+    async def _sleep_and_wake(self, dev_id: str, ms: int) -> None:
+        await self.power_off(dev_id)
+        await asyncio.sleep(ms / 1000)
+        if not self._stopping:
+            self.power_on(dev_id)
 
     async def stop(self) -> None:
         """Power every board off (and keep it off)."""

@@ -459,7 +459,7 @@ async def main(role):
             board.echo_us = 6000 + (i * 97) % 20000
             await r.sample()
             m.sample()
-            await settle(device, m)
+            await settle(device, m, lambda: len(r.spool) == 0)  # the sender took it off flash
     growth = await full_collect() - after_warm
     added = gc.mem_alloc() + gc.mem_free() - heap0  # this port adds heap areas when full
     task.cancel()
