@@ -62,6 +62,7 @@ class SerialBoard:
         self.board: VirtualBoard | None = None  # the hardware of the running boot (new on each boot)
         self.boots = 0
         self.console_tail = bytearray()  # the last CONSOLE_TAIL bytes the board wrote
+        self._console_changed = asyncio.Event()
         self.running = asyncio.Event()  # main.py's firmware coroutine is running
         self.at_repl = asyncio.Event()  # waiting at a REPL prompt
         self._sinks: list[Callable[[bytes], None]] = []
@@ -97,6 +98,7 @@ class SerialBoard:
             return
         self.console_tail += data
         del self.console_tail[:-CONSOLE_TAIL]
+        self._console_changed.set()
         for sink in list(self._sinks):
             sink(data)
 
@@ -140,6 +142,16 @@ class SerialBoard:
         await asyncio.wait_for(self.running.wait(), timeout)
         assert self.board is not None
         return self.board
+
+    async def wait_console(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until the console's recent output holds `text`."""
+
+        async def _wait() -> None:
+            while text.encode() not in self.console_tail:
+                self._console_changed.clear()
+                await self._console_changed.wait()
+
+        await asyncio.wait_for(_wait(), timeout)
 
     async def _life(self) -> None:
         kind = "power"

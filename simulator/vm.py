@@ -191,8 +191,8 @@ class BoardVM:
             self.modules.pop(name, None)
             raise
         if "." in name:
-            package, _, child = name.rpartition(".")
-            setattr(self.modules[package], child, module)
+            owner, _, child = name.rpartition(".")
+            setattr(self.modules[owner], child, module)
         return module
 
     def _seam(self) -> types.ModuleType:
