@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from simulator.board import VirtualBoard, VirtualStorage
+from simulator.board import VirtualBoard, VirtualPin, VirtualStorage, _BatteryADC, _SirenPin
 from simulator.flash import VirtualFlash
 from simulator.vm import BANNER, BoardVM, Console, HardReset, SoftReset
 
@@ -51,6 +51,47 @@ class _Reset(Exception):
         self.kind = kind  # "hard" or "soft"
 
 
+class FlashBoard(VirtualBoard):
+    """The hardware of a board booted from its flash: part drivers come from the flash's modules too.
+
+    A `VirtualBoard` builds its printer, ranger, thermometer, battery and siren
+    drivers from the host's `firmware` package; this one builds the same twins
+    under the drivers the board's own interpreter loaded from its flash, as
+    firmware/board/esp32.py does on a real board.
+    """
+
+    def __init__(self, settings: dict[str, Any], vm: BoardVM):
+        super().__init__(settings)
+        self._vm = vm
+
+    def _flash_class(self, module: str, name: str) -> Any:
+        return getattr(self._vm.import_module(module), name)
+
+    def printer(self) -> Any:
+        return self._part("printer", lambda: self._flash_class("firmware.drivers.printer.escpos", "EscPos")(
+            self.printer_uart))
+
+    def rangefinder(self) -> Any:
+        return self._part("rangefinder", lambda: self._flash_class("firmware.drivers.sensors.ultrasonic", "JSNSR04T")(
+            VirtualPin("trig", 0), VirtualPin("echo", 0), self._time_pulse_us))
+
+    def thermometer(self) -> Any:
+        def build() -> Any:
+            t = self._flash_class("firmware.drivers.sensors.ds18b20", "DS18B20")(sensor=self.ds18x20)
+            t.conversion_ms = self.ds18b20_conversion_ms
+            return t
+
+        return self._part("thermometer", build)
+
+    def battery(self) -> Any:
+        return self._part("battery", lambda: self._flash_class("firmware.drivers.sensors.battery", "Battery")(
+            _BatteryADC(self, 2.0), ratio=2.0))
+
+    def siren(self) -> Any:
+        return self._part("siren", lambda: self._flash_class("firmware.drivers.outputs.siren", "Siren")(
+            _SirenPin(self.siren_history)))
+
+
 class SerialBoard:
     """One virtual board reached through its serial console; its flash outlives every reset."""
 
@@ -59,7 +100,7 @@ class SerialBoard:
         self.device_id = device_id
         self.flash = flash if flash is not None else VirtualFlash()
         self.configure = configure
-        self.board: VirtualBoard | None = None  # the hardware of the running boot (new on each boot)
+        self.board: FlashBoard | None = None  # the hardware of the running boot (new on each boot)
         self.boots = 0
         self.console_tail = bytearray()  # the last CONSOLE_TAIL bytes the board wrote
         self._console_changed = asyncio.Event()
@@ -137,7 +178,7 @@ class SerialBoard:
             self._task = None
         await self._stop_firmware()
 
-    async def wait_running(self, timeout: float = 10.0) -> VirtualBoard:
+    async def wait_running(self, timeout: float = 10.0) -> FlashBoard:
         """Wait until main.py's firmware runs; its VirtualBoard."""
         await asyncio.wait_for(self.running.wait(), timeout)
         assert self.board is not None
@@ -189,7 +230,7 @@ class SerialBoard:
         self._reset_event.set()
 
     # -- boot from flash ------------------------------------------------------------
-    def _make_board(self) -> VirtualBoard:
+    def _make_board(self) -> FlashBoard:
         """Esp32Board() on the virtual board: the hardware, configured from /settings.json."""
         try:
             text = self.flash.read_bytes("/settings.json").decode("utf-8")
@@ -201,7 +242,8 @@ class SerialBoard:
                 settings = json.loads(text)
             except ValueError:
                 pass
-        board = VirtualBoard(settings if isinstance(settings, dict) else {})
+        assert self.vm is not None
+        board = FlashBoard(settings if isinstance(settings, dict) else {}, self.vm)
         board.settings = settings  # as found: the runtime validates it
         board.storage = VirtualStorage(self.flash)
         board.on_reset = lambda reason: self._reset("hard")

@@ -140,6 +140,10 @@ class BoardVM:
                         self._load(sub)
         return module
 
+    def import_module(self, name: str) -> types.ModuleType:
+        """`import name` on the board: the module itself (not its top-level package)."""
+        return self._import(name, fromlist=("_",))
+
     def _find(self, name: str) -> tuple[str, bool] | None:
         """(flash path of the source, is a package) for a module, or None."""
         rel = name.replace(".", "/")

@@ -9,16 +9,19 @@ would a real ESP32 on a USB cable.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from firmware.tools.deploy import VIRTUAL_IMPL, find_tool
+from firmware.tools.deploy import VIRTUAL_IMPL, build, find_tool
+from simulator.board import wait_until
 from simulator.repl import SerialBoard
 from simulator.serial_port import PtyPort, TcpPort
 from simulator.vm import IMPLEMENTATION_NAME
+from tests.harness.broker import free_port
 
 MPREMOTE = find_tool("mpremote")
 
@@ -186,5 +189,51 @@ async def test_raw_repl_and_raw_paste_frame_output_as_pyexec_does() -> None:
         # Ctrl-D on an empty line: soft reset, and back in the raw REPL.
         board.feed(b"\x04")
         assert await wire.expect(b"raw REPL; CTRL-B to exit\r\n>") == b"OK\r\nMPY: soft reboot\r\nraw REPL; CTRL-B to exit\r\n>"
+    finally:
+        await board.stop()
+
+
+def _flash_build(board: SerialBoard, files: list, settings: dict) -> None:
+    """Put a deploy build on the board's flash directly (what `sigap deploy` copies)."""
+    for f in files:
+        board.flash.makedirs(f.remote.rsplit("/", 1)[0] or "/")
+        board.flash.write_bytes(f.remote, f.local.read_bytes())
+    board.flash.write_bytes("/settings.json", json.dumps(settings).encode())
+
+
+@pytest.mark.timeout(30)
+async def test_a_board_boots_its_own_modules_from_flash_not_the_hosts(tmp_path: Path) -> None:
+    import firmware.core.runtime as host_runtime
+    from firmware.drivers.printer.escpos import EscPos
+
+    settings = {"device_id": "kiosk-01", "role": "kiosk", "prefix": "sigap", "services": ["A"],
+                "broker_host": "127.0.0.1", "broker_port": free_port(), "pins": {}}
+    board = SerialBoard("kiosk-01")
+    _flash_build(board, build(tmp_path / "build", sources=True), settings)
+    board.start()
+    try:
+        hw = await board.wait_running(10)
+        vm = board.vm
+        assert vm is not None
+        runtime = vm.modules["firmware.core.runtime"]
+        assert runtime.__file__ == "/lib/firmware/core/runtime.py"
+        assert runtime is not host_runtime and runtime.Device is not host_runtime.Device
+        printer = hw.printer()
+        assert type(printer).__name__ == "EscPos" and not isinstance(printer, EscPos)  # the flash's driver
+        await wait_until(lambda: hw.storage.read("boot") == "1", 10)
+        assert board.flash.read_bytes("/data/boot") == b"1"  # the firmware's files live under /data
+    finally:
+        await board.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_compiled_mpy_files_do_not_load_on_a_virtual_board(tmp_path: Path) -> None:
+    board = SerialBoard("loket-01")
+    _flash_build(board, build(tmp_path / "build"), {"device_id": "loket-01", "role": "counter"})
+    board.start()
+    try:
+        await board.wait_console("ValueError: incompatible .mpy file")
+        await board.wait_console(">>> ")  # main.py failed: the board waits at the REPL
+        assert not board.running.is_set()
     finally:
         await board.stop()
