@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -476,23 +477,38 @@ async def serve(board: SerialBoard, listen: str | None, pty: bool,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m simulator.repl`: one blank (or --erase'd) virtual board on a serial port."""
-    ap = argparse.ArgumentParser(prog="python -m simulator.repl", description=__doc__.split("\n")[0])
-    ap.add_argument("--listen", default=None, help="HOST:PORT: serve the console over TCP (socket://HOST:PORT)")
-    ap.add_argument("--pty", action="store_true", help="serve the console on a pty too (its path is printed)")
-    ap.add_argument("--device", default="", help="device id (only seeds machine.unique_id())")
-    ap.add_argument("--config", default=None, help="site config (accepted for symmetry with `sigap deploy`)")
+    """`python -m simulator.repl`: one blank virtual board on a serial port, until Ctrl-C."""
+    ap = argparse.ArgumentParser(prog="python -m simulator.repl", description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--listen", default=None,
+                    help="HOST:PORT: the console over TCP, for --port socket://HOST:PORT (default 127.0.0.1:2323)")
+    ap.add_argument("--pty", action="store_true", help="the console on a pty too (its path is printed)")
+    ap.add_argument("--device", default="", help="the device id this board will be (seeds machine.unique_id())")
+    ap.add_argument("--config", default=None, help="site config: checks that --device is one of its devices")
     ap.add_argument("--capacity", type=int, default=None, help="flash size in bytes (default 1.4 MB)")
     args = ap.parse_args(argv)
     if not args.listen and not args.pty:
         args.listen = "127.0.0.1:2323"
+    if args.config:
+        from controller.config import ConfigError, load_config
+
+        try:
+            cfg = load_config(args.config)
+        except (ConfigError, OSError) as e:
+            errors = getattr(e, "errors", None) or [str(e)]
+            print(f"{args.config} is not a valid site config: {'; '.join(errors)}", file=sys.stderr)
+            return 2
+        dev = cfg.device(args.device) if args.device else None
+        if dev is None:
+            print(f"no device {args.device!r} in {args.config}", file=sys.stderr)
+            return 2
+        print(f"virtual board for {dev.id} ({dev.role} at {dev.site}): blank until `sigap deploy` flashes it")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     flash = VirtualFlash(args.capacity) if args.capacity else VirtualFlash()
     board = SerialBoard(args.device, flash)
 
     def ready(names: list[str]) -> None:
         for name in names:
-            print(f"virtual board {args.device or '(blank)'} console on {name}", flush=True)
+            print(f"console on {name}", flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(board, args.listen, args.pty, ready))

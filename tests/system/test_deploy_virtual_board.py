@@ -24,7 +24,7 @@ from controller.config import parse_config
 from simulator.board import wait_until
 from simulator.fleet import Fleet
 from simulator.repl import SerialBoard
-from simulator.serial_port import TcpPort
+from simulator.serial_port import PtyPort, TcpPort
 from tests.harness.broker import MosquittoBroker, free_port
 from tests.harness.controller import InProcessController, fixed_clock
 from tests.system.test_walking_skeleton import SKELETON
@@ -65,6 +65,19 @@ async def blank_counter() -> AsyncIterator[tuple[SerialBoard, str]]:
     board = SerialBoard("loket-01")
     board.start()
     port = await TcpPort(board).start()
+    try:
+        yield board, port.name
+    finally:
+        await port.close()
+        await board.stop()
+
+
+@pytest.fixture
+async def blank_counter_on_pty() -> AsyncIterator[tuple[SerialBoard, str]]:
+    """A blank virtual board on a pty: (board, /dev/pts/N)."""
+    board = SerialBoard("loket-01")
+    board.start()
+    port = PtyPort(board).start()
     try:
         yield board, port.name
     finally:
@@ -163,10 +176,10 @@ async def test_deploy_flashes_a_blank_board_that_then_calls_the_next_ticket(
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_the_board_runs_the_deployed_files_not_the_simulators_copy(
-    site, blank_counter, tmp_path: Path
+    site, blank_counter_on_pty, tmp_path: Path
 ) -> None:
     config, secrets = site
-    counter, port = blank_counter
+    counter, port = blank_counter_on_pty  # a pty this time (mpremote reads it without polling: faster)
     # A copy of the repository's board code with one constant changed: the
     # counter's name on its display ("LOKET 1" becomes "KASIR 1").
     fork = tmp_path / "fork"
