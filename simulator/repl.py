@@ -305,8 +305,11 @@ class SerialBoard:
             # What a soft reset does to a running board: the program stops, its sockets close.
             if board is not None:
                 board.set_wifi(False)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            while not task.done():
+                # Cancel again if a cancellation got lost: CPython 3.11's
+                # asyncio.wait_for can swallow one that races its inner future.
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
             if board is not None:
                 board.set_wifi(True)
         if board is not None:
