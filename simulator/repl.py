@@ -30,7 +30,6 @@ import contextlib
 import json
 import logging
 import sys
-import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -173,6 +172,8 @@ class SerialBoard:
 
     async def stop(self) -> None:
         """Power off (no clean shutdown: the broker fires the Will)."""
+        if self.vm is not None:
+            self.vm.raise_interrupt()  # code running at the REPL stops too
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -275,9 +276,11 @@ class SerialBoard:
             while True:
                 waits: list[asyncio.Future[Any]] = [self._firmware, asyncio.ensure_future(self._input_event.wait()),
                                                     asyncio.ensure_future(self._reset_event.wait())]
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                for w in waits[1:]:
-                    w.cancel()
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits[1:]:
+                        w.cancel()
                 if self._reset_request is not None:
                     raise _Reset(self._reset_request)
                 if self._firmware.done():
@@ -423,17 +426,14 @@ class SerialBoard:
         self.at_repl.clear()
 
         def work() -> tuple[str | None, str | None]:
-            vm.thread_id = threading.get_ident()
             try:
                 if single:
-                    return vm.run_single(source), None
-                return vm.run_source(source, filename), None
+                    return vm.call_interruptible(lambda: vm.run_single(source)), None
+                return vm.call_interruptible(lambda: vm.run_source(source, filename)), None
             except HardReset:
                 return None, "hard"
             except SoftReset:
                 return None, "soft"
-            finally:
-                vm.thread_id = None
 
         err, reset = await asyncio.to_thread(work)
         if reset is not None:

@@ -99,6 +99,7 @@ class BoardVM:
         self.reset_cause = reset_cause
         self.interrupt: threading.Event = threading.Event()
         self.thread_id: int | None = None  # the worker thread running REPL code now
+        self._tid_lock = threading.Lock()
         self.code_files: set[str] = {"<stdin>"}
         self.stdout = _Stream(console)
         self.builtins: dict[str, Any] = dict(builtins.__dict__)
@@ -218,11 +219,28 @@ class BoardVM:
 
     # -- running code ---------------------------------------------------------------
     def raise_interrupt(self) -> None:
-        """Ctrl-C: KeyboardInterrupt in the code running now (sleeps notice it at once)."""
-        self.interrupt.set()
-        tid = self.thread_id
-        if tid is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(KeyboardInterrupt))
+        """Ctrl-C: KeyboardInterrupt in the REPL code running now (sleeps notice it at once)."""
+        with self._tid_lock:
+            self.interrupt.set()
+            if self.thread_id is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self.thread_id), ctypes.py_object(KeyboardInterrupt))
+
+    def call_interruptible(self, fn: Callable[[], str | None]) -> str | None:
+        """fn() in this (worker) thread, which raise_interrupt() may stop; a late Ctrl-C is its traceback."""
+        with self._tid_lock:
+            self.thread_id = threading.get_ident()
+        try:
+            try:
+                self._check_interrupt()  # a Ctrl-C that came before this thread was known
+                return fn()
+            finally:
+                with self._tid_lock:
+                    self.thread_id = None
+                    # Drop an interrupt scheduled too late to land inside fn().
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
+        except KeyboardInterrupt as e:
+            return self.format_exception(e)
 
     def run_single(self, source: bytes) -> str | None:
         """One line at the friendly REPL: an expression's value is printed (repr)."""

@@ -237,3 +237,24 @@ async def test_compiled_mpy_files_do_not_load_on_a_virtual_board(tmp_path: Path)
         assert not board.running.is_set()
     finally:
         await board.stop()
+
+
+@pytest.mark.timeout(30)
+async def test_ctrl_c_interrupts_code_running_at_the_raw_repl() -> None:
+    board = SerialBoard("b")
+    wire = _Wire(board)
+    board.start()
+    try:
+        await wire.expect(b">>> ")
+        board.feed(b"\r\x01")
+        await wire.expect(b"raw REPL; CTRL-B to exit\r\n>")
+        for code in (b"while True:\n    pass\n", b"import time\ntime.sleep(3600)\n"):
+            board.feed(code + b"\x04")
+            await wire.expect(b"OK")
+            board.feed(b"\x03")
+            got = await wire.expect(b"\x04>")
+            assert got.startswith(b"\x04Traceback") and b"KeyboardInterrupt" in got, got
+        board.feed(b"print('still here')\x04")
+        assert await wire.expect(b"\x04>") == b"OKstill here\r\n\x04\x04>"
+    finally:
+        await board.stop()
