@@ -41,7 +41,7 @@ IMPLEMENTATION_NAME = "sigap-virtual"
 """`sys.implementation.name` of a virtual board; it has no `_mpy`: it cannot load .mpy files."""
 BANNER = "MicroPython v1.29.0 (Sigap virtual board, CPython underneath) on 2026-11-23; Sigap virtual ESP32"
 FLASH_PACKAGES = ("firmware", "protocol")
-_VIRTUAL = ("os", "sys", "machine", "micropython", "time", "asyncio", "hashlib")
+_VIRTUAL = ("os", "sys", "machine", "micropython", "time", "asyncio", "hashlib", "vfs")
 """Top-level packages that must come from the board's flash, never from the host."""
 
 
@@ -421,6 +421,22 @@ class BoardVM:
 
         mod.run = run  # type: ignore[attr-defined]
         return mod
+
+    def _vfs(self) -> types.ModuleType:
+        class VfsLfs2:
+            """The board's one file system, mounted at / (mpremote df lists it)."""
+
+            def __repr__(self) -> str:
+                return "<VfsLfs2>"
+
+        root = VfsLfs2()
+
+        def mount(*args: Any, **kw: Any) -> Any:
+            if args:
+                raise flash_error(errno.EPERM)  # the virtual flash is the only file system
+            return [(root, "/")]
+
+        return self._module("vfs", mount=mount, umount=lambda *a: None, VfsLfs2=VfsLfs2)
 
     def _hashlib(self) -> types.ModuleType:
         return self._module("hashlib", sha256=hashlib.sha256, sha1=hashlib.sha1, md5=hashlib.md5)
