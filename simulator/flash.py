@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import errno
 import io
+import os
+import tarfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 S_IFDIR = 0x4000
@@ -195,6 +198,35 @@ class VirtualFlash:
         """Every file and directory gone (esptool erase-flash)."""
         self.files.clear()
         self.dirs = {"/"}
+
+    def save(self, image: str | os.PathLike[str]) -> None:
+        """Write the whole tree to a tar file on the host (a flash image kept between runs)."""
+        tmp = Path(str(image) + ".tmp")
+        with tarfile.open(tmp, "w") as tar:
+            for d in sorted(self.dirs - {"/"}):
+                info = tarfile.TarInfo(d.lstrip("/"))
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            for path, data in sorted(self.files.items()):
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        tmp.replace(image)
+
+    @classmethod
+    def load(cls, image: str | os.PathLike[str], capacity: int = DEFAULT_CAPACITY) -> VirtualFlash:
+        """A flash holding what `save` wrote."""
+        flash = cls(capacity)
+        with tarfile.open(image) as tar:
+            for info in tar.getmembers():
+                path = normpath("/" + info.name)
+                if info.isdir():
+                    flash.makedirs(path)
+                elif info.isfile():
+                    flash.makedirs(path.rsplit("/", 1)[0] or "/")
+                    member = tar.extractfile(info)
+                    flash.write_bytes(path, member.read() if member is not None else b"")
+        return flash
 
     def open(self, path: str, mode: str = "r", cwd: str = "/") -> Any:
         """A file object (text or binary) as MicroPython's open() returns it."""

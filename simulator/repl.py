@@ -29,12 +29,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from simulator.board import VirtualBoard, VirtualPin, VirtualStorage, _BatteryADC, _SirenPin
-from simulator.flash import VirtualFlash
+from simulator.flash import DEFAULT_CAPACITY, VirtualFlash
 from simulator.vm import BANNER, BoardVM, Console, HardReset, SoftReset
 
 log = logging.getLogger("sigap.simulator")
@@ -488,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="", help="the device id this board will be (seeds machine.unique_id())")
     ap.add_argument("--config", default=None, help="site config: checks that --device is one of its devices")
     ap.add_argument("--capacity", type=int, default=None, help="flash size in bytes (default 1.4 MB)")
+    ap.add_argument("--image", default=None,
+                    help="a tar file holding the flash: loaded at start if it exists, saved at exit")
     args = ap.parse_args(argv)
     if not args.listen and not args.pty:
         args.listen = "127.0.0.1:2323"
@@ -506,15 +510,29 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"virtual board for {dev.id} ({dev.role} at {dev.site}): blank until `sigap deploy` flashes it")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    flash = VirtualFlash(args.capacity) if args.capacity else VirtualFlash()
+    capacity = args.capacity or DEFAULT_CAPACITY
+    if args.image and os.path.exists(args.image):
+        flash = VirtualFlash.load(args.image, capacity)
+        print(f"flash loaded from {args.image}: {len(flash.files)} files")
+    else:
+        flash = VirtualFlash(capacity)
     board = SerialBoard(args.device, flash)
 
     def ready(names: list[str]) -> None:
         for name in names:
             print(f"console on {name}", flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(board, args.listen, args.pty, ready))
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)  # stop as Ctrl-C does (and save the image)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(board, args.listen, args.pty, ready))
+    finally:
+        if args.image:
+            flash.save(args.image)
+            print(f"flash saved to {args.image}")
     return 0
 
 

@@ -62,3 +62,14 @@ def test_firmware_storage_keeps_its_api_on_the_tree_under_data() -> None:
     with pytest.raises(OSError) as e:
         storage.write("reset_reason", "watchdog")
     assert e.value.errno == errno.ENOSPC
+
+
+def test_a_flash_image_saved_to_the_host_loads_back_the_same_tree(tmp_path) -> None:
+    flash = VirtualFlash()
+    flash.makedirs("/lib/empty")
+    flash.makedirs("/data")
+    flash.write_bytes("/data/boot", b"3")
+    flash.write_bytes("/main.py", bytes(range(256)))
+    flash.save(tmp_path / "board.tar")
+    again = VirtualFlash.load(tmp_path / "board.tar")
+    assert again.files == flash.files and again.dirs == flash.dirs
