@@ -258,3 +258,23 @@ async def test_ctrl_c_interrupts_code_running_at_the_raw_repl() -> None:
         assert await wire.expect(b"\x04>") == b"OKstill here\r\n\x04\x04>"
     finally:
         await board.stop()
+
+
+@pytest.mark.timeout(30)
+async def test_a_reset_the_firmware_asks_for_boots_the_board_again_from_flash(tmp_path: Path) -> None:
+    settings = {"device_id": "loket-01", "role": "counter", "counter": "1", "prefix": "sigap",
+                "broker_host": "127.0.0.1", "broker_port": free_port(), "pins": {}}
+    board = SerialBoard("loket-01")
+    _flash_build(board, build(tmp_path / "build", sources=True), settings)
+    board.start()
+    try:
+        first = await board.wait_running(10)
+        await wait_until(lambda: first.storage.read("boot") == "1", 10)
+        first.reset("config")  # what the runtime calls for machine.reset()
+        await wait_until(lambda: board.boots == 2 and board.running.is_set(), 10)
+        second = board.board
+        assert second is not None and second is not first  # RAM is gone, a new boot
+        await wait_until(lambda: board.flash.read_bytes("/data/boot") == b"2", 10)
+        assert first.resets == ["config"]
+    finally:
+        await board.stop()
