@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 from firmware.drivers.outputs.siren import Siren
@@ -16,6 +16,7 @@ from firmware.drivers.printer.escpos import EscPos
 from firmware.drivers.sensors.battery import Battery
 from firmware.drivers.sensors.ds18b20 import DS18B20
 from firmware.drivers.sensors.ultrasonic import JSNSR04T
+from simulator.flash import VirtualFlash
 from simulator.hw import VirtualADC, VirtualDS18X20, VirtualEcho, VirtualUART, decode_escpos
 
 # The parts a board of each role carries unless told otherwise (VirtualBoard(parts=...)).
@@ -82,16 +83,70 @@ class VirtualTextDisplay:
 
 
 class VirtualStorage:
-    """Flash: survives a power cycle of the virtual board (RAM does not)."""
+    """Flash as the firmware sees it (`board.storage`): text files under /data on the board's file tree.
 
-    def __init__(self) -> None:
-        self.files: dict[str, str] = {}
+    The tree (`flash`, a simulator.flash.VirtualFlash) survives a power cycle
+    of the virtual board (RAM does not) and is what the raw REPL (mpremote)
+    lists and copies. `files` is a name -> text view of /data, as before.
+    """
+
+    root = "/data"  # firmware/board/esp32.py FlashStorage keeps its files there too
+
+    def __init__(self, flash: VirtualFlash | None = None) -> None:
+        self.flash = flash if flash is not None else VirtualFlash()
+        if not self.flash.isdir(self.root):
+            self.flash.makedirs(self.root)
+        self.files = _DataFiles(self)
+
+    def _path(self, name: str) -> str:
+        return self.root + "/" + name
 
     def read(self, name: str) -> str | None:
-        return self.files.get(name)
+        try:
+            return self.flash.read_bytes(self._path(name)).decode("utf-8")
+        except (OSError, UnicodeError):
+            return None
 
     def write(self, name: str, text: str) -> None:
-        self.files[name] = text
+        """Stored whole or not at all; OSError(ENOSPC) when the flash is full."""
+        if not self.flash.isdir(self.root):
+            self.flash.makedirs(self.root)
+        self.flash.write_bytes(self._path(name), text.encode("utf-8"))
+
+    def fill(self, free_bytes: int = 0) -> None:
+        """Fill the flash until `free_bytes` are left: later writes raise OSError(28, ENOSPC)."""
+        self.flash.fill(free_bytes)
+
+
+class _DataFiles(MutableMapping[str, str]):
+    """name -> text of the files in /data (what tests used to read as a dict)."""
+
+    def __init__(self, storage: VirtualStorage):
+        self._s = storage
+
+    def __getitem__(self, name: str) -> str:
+        text = self._s.read(name)
+        if text is None:
+            raise KeyError(name)
+        return text
+
+    def __setitem__(self, name: str, text: str) -> None:
+        self._s.write(name, text)
+
+    def __delitem__(self, name: str) -> None:
+        try:
+            self._s.flash.remove(self._s._path(name))
+        except OSError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        flash = self._s.flash
+        root = self._s.root
+        names = flash.listdir(root) if flash.isdir(root) else []
+        return iter([n for n in names if not flash.isdir(root + "/" + n)])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
 
 
 class _PrinterUART(VirtualUART):
