@@ -19,6 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from controller.store.tables import (
     alerts,
@@ -109,6 +111,23 @@ _UPDATE_HEAD = audit_head.update().where(audit_head.c.one == 1)
 _INSERT_READING = readings.insert()
 _UPDATE_SENSOR = sensor_state.update().where(sensor_state.c.sensor == sa.bindparam("b_sensor"))
 _INSERT_SENSOR = sensor_state.insert()
+
+
+def _upsert_aggregate(insert: Any) -> Any:
+    """INSERT … ON CONFLICT (sensor, bucket) DO UPDATE merging a partial bucket; same
+    construct for SQLite (3.24+) and PostgreSQL."""
+    t = readings_5min
+    stmt = insert(t)
+    x = stmt.excluded
+    return stmt.on_conflict_do_update(index_elements=[t.c.sensor, t.c.bucket], set_={
+        "n": t.c.n + x.n,
+        "level_sum": t.c.level_sum + x.level_sum,
+        "level_min": sa.case((t.c.level_min > x.level_min, x.level_min), else_=t.c.level_min),
+        "level_max": sa.case((t.c.level_max < x.level_max, x.level_max), else_=t.c.level_max),
+    })
+
+
+_UPSERT_AGGREGATE = {"sqlite": _upsert_aggregate(sqlite_insert), "postgresql": _upsert_aggregate(pg_insert)}
 _UPDATE_ALERT = alerts.update().where(alerts.c.id == sa.bindparam("b_id"))
 _INSERT_ALERT = alerts.insert()
 
@@ -363,6 +382,55 @@ class Store:
         res = conn.execute(_UPDATE_SENSOR, {"b_sensor": row["sensor"], **row})
         if res.rowcount == 0:
             conn.execute(_INSERT_SENSOR, row)
+
+    # -- water, a batch at a time (group commit) ---------------------------------------------
+    def record_applied_many(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Remember many applied events at once (in the caller's transaction); each row as
+        record_applied's arguments: device_id, boot, seq, kind, applied_at, answer."""
+        if rows:
+            conn.execute(_INSERT_APPLIED, rows)
+
+    def recent_applied(self, kind: str, limit: int) -> list[tuple[str, int, int]]:
+        """Identities of the newest applied events of one kind, oldest first (at most limit)."""
+        t = applied_events
+        q = (sa.select(t.c.device_id, t.c.boot, t.c.seq).where(t.c.kind == kind)
+             .order_by(t.c.applied_at.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [(r.device_id, r.boot, r.seq) for r in reversed(rows)]
+
+    def save_readings(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Append many readings to the history (in the caller's transaction)."""
+        if rows:
+            conn.execute(_INSERT_READING, rows)
+
+    def add_to_aggregates(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Merge partial 5-minute buckets (sensor, bucket, n, level_sum, level_min, level_max)
+        into readings_5min (in the caller's transaction): one upsert for them all."""
+        if not rows:
+            return
+        t = readings_5min
+        name = conn.dialect.name
+        if name not in ("sqlite", "postgresql"):
+            for r in rows:
+                res = conn.execute(
+                    t.update().where(t.c.sensor == r["sensor"], t.c.bucket == r["bucket"]).values(
+                        n=t.c.n + r["n"], level_sum=t.c.level_sum + r["level_sum"],
+                        level_min=sa.case((t.c.level_min > r["level_min"], r["level_min"]), else_=t.c.level_min),
+                        level_max=sa.case((t.c.level_max < r["level_max"], r["level_max"]), else_=t.c.level_max),
+                    ))
+                if res.rowcount == 0:
+                    conn.execute(t.insert().values(**r))
+            return
+        conn.execute(_UPSERT_AGGREGATE[name], rows)
+
+    def save_sensor_states_many(self, conn: sa.Connection, update: list[dict[str, Any]],
+                                insert: list[dict[str, Any]]) -> None:
+        """Many sensors' current state: rows known to exist are updated, the others inserted."""
+        if update:
+            conn.execute(_UPDATE_SENSOR, [{"b_sensor": r["sensor"], **r} for r in update])
+        if insert:
+            conn.execute(_INSERT_SENSOR, insert)
 
     def load_sensor_states(self) -> dict[str, dict[str, Any]]:
         """Every stored sensor state by sensor id."""
