@@ -390,7 +390,8 @@ class WaterService:
         s = self.sensors[sensor_id].state
         return {
             "sensor": sensor_id, "status": s.status, "level_mm": s.level_mm, "rate_mm_h": s.rate_mm_h, "ts": s.ts,
-            "siren_on": s.siren_on, "offline": s.offline, "raised": json.dumps(s.raised, sort_keys=True),
+            "siren_on": s.siren_on, "offline": s.offline,
+            "raised": json.dumps(s.raised, sort_keys=True) if s.raised else "{}",
             "last_heard": s.last_heard,
             "last_reading": last_reading if last_reading is not None else self.last_reading.get(sensor_id),
         }

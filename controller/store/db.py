@@ -127,6 +127,50 @@ def _upsert_aggregate(insert: Any) -> Any:
     })
 
 
+class _Bulk:
+    """One INSERT or UPDATE run for many rows with the driver's own executemany.
+
+    SQLAlchemy's executemany converts every row's parameters in Python and costs
+    more per row than SQLite itself; here each column's bind processor (e.g.
+    datetimes as text on SQLite) is looked up once and applied directly. The
+    statement is compiled once per dialect; works with any paramstyle.
+    """
+
+    def __init__(self, stmt: Any, keys: list[str]):
+        self.stmt = stmt
+        self.keys = keys
+        self._compiled: dict[str, tuple[str, list[str], list[Any], bool]] = {}
+
+    def _for(self, dialect: sa.Dialect) -> tuple[str, list[str], list[Any], bool]:
+        c = self._compiled.get(dialect.name)
+        if c is None:
+            compiled = self.stmt.compile(dialect=dialect, column_keys=self.keys)
+            names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
+            procs = [compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+            c = self._compiled[dialect.name] = (str(compiled), names, procs, bool(compiled.positional))
+        return c
+
+    def run(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Execute for every row (each a dict with at least the statement's parameter names)."""
+        if not rows:
+            return
+        sql, names, procs, positional = self._for(conn.dialect)
+        pairs = list(zip(names, procs, strict=True))
+        if positional:
+            params: list[Any] = [tuple(r[n] if p is None or r[n] is None else p(r[n]) for n, p in pairs)
+                                 for r in rows]
+        else:
+            params = [{n: r[n] if p is None or r[n] is None else p(r[n]) for n, p in pairs} for r in rows]
+        conn.exec_driver_sql(sql, params)
+
+
+_BULK_APPLIED = _Bulk(applied_events.insert(), ["device_id", "boot", "seq", "kind", "applied_at", "answer"])
+_BULK_READING = _Bulk(readings.insert(), ["sensor", "ts", "level_mm", "dist_mm", "temp_c", "batt_mv", "n", "accepted",
+                                          "late", "reason"])
+_SENSOR_COLS = ["status", "level_mm", "rate_mm_h", "ts", "siren_on", "offline", "raised", "last_heard", "last_reading"]
+_BULK_SENSOR_UPDATE = _Bulk(
+    sensor_state.update().where(sensor_state.c.sensor == sa.bindparam("b_sensor"))
+    .values({c: sa.bindparam(c) for c in _SENSOR_COLS}), ["b_sensor", *_SENSOR_COLS])
 _UPSERT_AGGREGATE = {"sqlite": _upsert_aggregate(sqlite_insert), "postgresql": _upsert_aggregate(pg_insert)}
 _UPDATE_ALERT = alerts.update().where(alerts.c.id == sa.bindparam("b_id"))
 _INSERT_ALERT = alerts.insert()
@@ -387,8 +431,7 @@ class Store:
     def record_applied_many(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         """Remember many applied events at once (in the caller's transaction); each row as
         record_applied's arguments: device_id, boot, seq, kind, applied_at, answer."""
-        if rows:
-            conn.execute(_INSERT_APPLIED, rows)
+        _BULK_APPLIED.run(conn, rows)
 
     def recent_applied(self, kind: str, limit: int) -> list[tuple[str, int, int]]:
         """Identities of the newest applied events of one kind, oldest first (at most limit)."""
@@ -401,8 +444,7 @@ class Store:
 
     def save_readings(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         """Append many readings to the history (in the caller's transaction)."""
-        if rows:
-            conn.execute(_INSERT_READING, rows)
+        _BULK_READING.run(conn, rows)
 
     def add_to_aggregates(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         """Merge partial 5-minute buckets (sensor, bucket, n, level_sum, level_min, level_max)
@@ -427,8 +469,7 @@ class Store:
     def save_sensor_states_many(self, conn: sa.Connection, update: list[dict[str, Any]],
                                 insert: list[dict[str, Any]]) -> None:
         """Many sensors' current state: rows known to exist are updated, the others inserted."""
-        if update:
-            conn.execute(_UPDATE_SENSOR, [{"b_sensor": r["sensor"], **r} for r in update])
+        _BULK_SENSOR_UPDATE.run(conn, [{"b_sensor": r["sensor"], **r} for r in update])
         if insert:
             conn.execute(_INSERT_SENSOR, insert)
 
