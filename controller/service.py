@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable, Iterator
@@ -285,6 +286,10 @@ def controller_main(args: argparse.Namespace) -> int:
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
         raise UserError(f"cannot open the database {args.db or default_db_url(args.config)}: {reason}") from None
     ctrl = Controller(cfg, store, args.broker)
+    # What start-up built (config, sensors, alert book) lives as long as the process:
+    # kept out of the cyclic collector's scans, which otherwise cost ~20% of ingest
+    # time with 5,000 sensors (bench_water_ingest).
+    gc.freeze()
     log.info("Sigap controller %s: broker %s, web http://%s", __version__, args.broker, args.listen)
     asyncio.run(run_until_signal(ctrl.run(args.listen)))
     return 0
