@@ -44,6 +44,7 @@ from protocol import wire
 log = logging.getLogger("sigap.water")
 
 RECENT_EVENTS = 100_000  # reading ids remembered in memory for the fast duplicate check
+RECENT_PER_SENSOR = 20  # at least this many of each sensor's newest reading ids reloaded at start
 KEEP_RESOLVED = 1000
 WINDOW_RELOAD_S = 3 * 1200  # history reloaded into a sensor's rate window after a restart
 
@@ -137,8 +138,11 @@ class WaterService:
         self._state_rows: set[str] = set()
         """Sensors with a sensor_state row in the database (updated, not inserted)."""
         self._load()
-        # Redeliveries after a restart are then caught in memory, not by a failed commit.
-        for key in self.store.recent_applied("reading", RECENT_EVENTS):
+        # Redeliveries after a restart (the batch committed but not yet acknowledged when
+        # the process died, a board's resends) are then caught in memory, not by a failed
+        # commit; older repeats still are, by the applied_events key.
+        per_device = max(RECENT_PER_SENSOR, RECENT_EVENTS // max(len(self.devices), 1))
+        for key in self.store.recent_applied(list(self.devices), per_device):
             self._recent[key] = None
 
     # -- building and restoring ------------------------------------------------------

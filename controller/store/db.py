@@ -433,14 +433,17 @@ class Store:
         record_applied's arguments: device_id, boot, seq, kind, applied_at, answer."""
         _BULK_APPLIED.run(conn, rows)
 
-    def recent_applied(self, kind: str, limit: int) -> list[tuple[str, int, int]]:
-        """Identities of the newest applied events of one kind, oldest first (at most limit)."""
+    def recent_applied(self, device_ids: list[str], per_device: int) -> list[tuple[str, int, int]]:
+        """Identities of each device's newest applied events (at most per_device each, oldest
+        first), read backwards along the primary key: no scan of the whole table."""
         t = applied_events
-        q = (sa.select(t.c.device_id, t.c.boot, t.c.seq).where(t.c.kind == kind)
-             .order_by(t.c.applied_at.desc()).limit(limit))
+        q = (sa.select(t.c.boot, t.c.seq).where(t.c.device_id == sa.bindparam("dev"))
+             .order_by(t.c.boot.desc(), t.c.seq.desc()).limit(per_device))
+        out: list[tuple[str, int, int]] = []
         with self.engine.connect() as conn:
-            rows = conn.execute(q).all()
-        return [(r.device_id, r.boot, r.seq) for r in reversed(rows)]
+            for dev in device_ids:
+                out.extend(reversed([(dev, r.boot, r.seq) for r in conn.execute(q, {"dev": dev})]))
+        return out
 
     def save_readings(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         """Append many readings to the history (in the caller's transaction)."""
