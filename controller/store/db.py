@@ -171,7 +171,9 @@ _SENSOR_COLS = ["status", "level_mm", "rate_mm_h", "ts", "siren_on", "offline", 
 _BULK_SENSOR_UPDATE = _Bulk(
     sensor_state.update().where(sensor_state.c.sensor == sa.bindparam("b_sensor"))
     .values({c: sa.bindparam(c) for c in _SENSOR_COLS}), ["b_sensor", *_SENSOR_COLS])
-_UPSERT_AGGREGATE = {"sqlite": _upsert_aggregate(sqlite_insert), "postgresql": _upsert_aggregate(pg_insert)}
+_AGGREGATE_KEYS = ["sensor", "bucket", "n", "level_sum", "level_min", "level_max"]
+_UPSERT_AGGREGATE = {"sqlite": _Bulk(_upsert_aggregate(sqlite_insert), _AGGREGATE_KEYS),
+                     "postgresql": _Bulk(_upsert_aggregate(pg_insert), _AGGREGATE_KEYS)}
 _UPDATE_ALERT = alerts.update().where(alerts.c.id == sa.bindparam("b_id"))
 _INSERT_ALERT = alerts.insert()
 
@@ -467,7 +469,7 @@ class Store:
                 if res.rowcount == 0:
                     conn.execute(t.insert().values(**r))
             return
-        conn.execute(_UPSERT_AGGREGATE[name], rows)
+        _UPSERT_AGGREGATE[name].run(conn, rows)
 
     def save_sensor_states_many(self, conn: sa.Connection, update: list[dict[str, Any]],
                                 insert: list[dict[str, Any]]) -> None:
