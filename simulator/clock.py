@@ -62,9 +62,10 @@ class ScaledEventLoop(asyncio.SelectorEventLoop):
     """A selector event loop whose time runs `speed` times faster than the host's."""
 
     def __init__(self, speed: float = 1.0):
+        super().__init__(_ScaledSelector(speed if speed > 0 else 1.0))
         if not speed > 0:
+            self.close()
             raise ValueError(f"speed must be above 0, not {speed}")
-        super().__init__(_ScaledSelector(speed))
         self.speed = float(speed)
         self._t0 = time.monotonic()
 

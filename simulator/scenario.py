@@ -277,7 +277,7 @@ def _place(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part not in ("function-after[_check(), ServiceLoad]",) and not str(part).startswith("function-"):
+        elif not part.startswith("function-"):  # a validator's name, not a place in the file
             out += ("." if out else "") + str(part)
     return out
 
