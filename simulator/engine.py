@@ -343,12 +343,22 @@ class Engine:
         return dev.site if dev is not None else None
 
     async def press(self, board: VirtualBoard, key: str, hold_s: float | None = None) -> None:
-        """Press a key on a board; hold_s for a long press."""
+        """Press a key on a board (hold_s: a long press), again if the firmware did not feel it.
+
+        A loaded host can stall the loop past a whole press (at high speed a press
+        is a few real milliseconds); a person would notice the key did not click."""
         pin = board.pin(key)
-        pin.value(0)
-        await asyncio.sleep(max(board.press_ms / 1000, hold_s or 0))
-        pin.value(1)
-        await asyncio.sleep(board.release_ms / 1000)
+        role = board.device.role if board.device is not None else None
+        button = next((b for b in getattr(role, "buttons", ()) if b.pin is pin), None)
+        for _ in range(5):
+            before = (button.presses, button.long_presses) if button is not None else None
+            pin.value(0)
+            await asyncio.sleep(max(board.press_ms / 1000, hold_s or 0))
+            pin.value(1)
+            await asyncio.sleep(board.release_ms / 1000)
+            if button is None or (button.presses, button.long_presses) != before:
+                return
+            log.debug("%s: key %s not felt, pressing again", board.settings.get("device_id"), key)
 
     # -- lifetime -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -543,16 +553,19 @@ class Engine:
         if staff.first_call is not None:
             await self._sleep(self.sc.minute(staff.first_call) * 60 - self.now_s())
         await self._sleep(rnd.uniform(0, 20))  # not every officer at the same second
-        current: str | None = None
+        current: str | None = None  # the ticket this officer last dealt with
         while True:
-            shown = board.display.lines[:1]
-            await self.press(board, "next")
-            called = await self._poll(functools.partial(self._called, board, current), 30)
-            if not called:
-                current = shown[0] if shown and TICKET_RE.match(shown[0]) else current
-                await self._sleep(staff.idle_s * rnd.uniform(0.7, 1.3))
+            shown = self._serving(board)
+            if shown is None or shown == current:
+                # Call the next one. (A number the officer has not dealt with yet is already
+                # called, e.g. by a `next` whose answer came late: serve that one instead.)
+                await self.press(board, "next")
+                if not await self._poll(functools.partial(self._called, board, shown), 30):
+                    await self._sleep(staff.idle_s * rnd.uniform(0.7, 1.3))
+                    continue
+            current = self._serving(board)
+            if current is None:
                 continue
-            current = board.display.lines[0]
             self.calls += 1
             c = self.by_ticket.get(current)
             if c is not None:
