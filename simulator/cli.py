@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import math
+import socket
 
 from controller.bus import parse_broker_url
 from controller.config import ConfigError, load_config
@@ -31,7 +32,8 @@ def simulate_main(args: argparse.Namespace) -> int:
         host, port = parse_broker_url(args.broker)
     except ValueError as e:
         raise UserError(str(e)) from None
-    speed = float(getattr(args, "speed", 1.0) or 1.0)
+    given = getattr(args, "speed", None)
+    speed = 1.0 if given is None else float(given)
     if not (math.isfinite(speed) and 0 < speed <= 1000):
         raise UserError(f"--speed must be above 0 and at most 1000, not {speed:g}")
     sc = None
@@ -70,6 +72,13 @@ def simulate_main(args: argparse.Namespace) -> int:
             summary = await engine.stop()  # Ctrl-C too: what happened so far
             print(summary.text(), flush=True)
 
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as e:
+        raise UserError(f"cannot reach the broker at {args.broker}: {e.strerror or e}") from None
     with contextlib.suppress(KeyboardInterrupt):
-        clock.run(run_until_signal(scenario() if sc is not None else hall()), speed)
+        try:
+            clock.run(run_until_signal(scenario() if sc is not None else hall()), speed)
+        except TimeoutError:
+            raise UserError(f"the virtual boards did not all come online through {args.broker}") from None
     return 0

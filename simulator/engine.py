@@ -124,7 +124,8 @@ class Summary:
             lines += [
                 f"  citizens {len(self.citizens)}: tickets issued {len(self.issued)}, served {self.count('done')},"
                 f" skipped (no-show) {self.count('skipped')}, transferred {self.count('transferred')},"
-                f" at a counter {self.count('called')}, still waiting {waiting}, refused {self.count('refused')}, no slip {self.count('no_slip')}",
+                f" at a counter {self.count('called')}, still waiting {waiting}, refused {self.count('refused')}, no slip {self.count('no_slip')},"
+                f" still in line at a kiosk {self.count('left')}",
                 f"  calls {self.calls}, ratings {self.ratings}, longest wait {self.longest_wait_min():.0f} min"
                 + (f", unclaimed slips {self.unclaimed_slips}" if self.unclaimed_slips else ""),
             ]
