@@ -226,6 +226,7 @@ class Engine:
                  faults: Faults | None = None, device_ids: list[str] | None = None,
                  board_clock: str = "scenario", controller_url: str | None = None,
                  say: Callable[[str], None] | None = None):
+        asyncio.get_running_loop()  # made inside the loop it runs on: scenario time is that loop's clock
         problems = check_against(sc, cfg)
         if problems:
             from simulator.scenario import ScenarioError
@@ -452,10 +453,13 @@ class Engine:
 
         assert self.site is not None
         try:
-            q = httpx.get(f"{self.controller_url}/api/queues/{self.site.id}", timeout=5).json()
-            return {"waiting": {k: v.get("waiting") for k, v in q.get("services", {}).items()},
-                    "last": {k: v.get("last") for k, v in q.get("services", {}).items()}}
-        except (httpx.HTTPError, ValueError) as e:
+            if self.site.services:
+                q = httpx.get(f"{self.controller_url}/api/queues/{self.site.id}", timeout=5).json()
+                return {"waiting": {k: v.get("waiting") for k, v in q.get("services", {}).items()},
+                        "last": {k: v.get("last") for k, v in q.get("services", {}).items()}}
+            sensors = httpx.get(f"{self.controller_url}/api/sensors", timeout=5).json()
+            return {"sensors": {x["id"]: x.get("status") for x in sensors if x.get("site") == self.site.id}}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
             return {"error": str(e)}
 
     # -- citizens ----------------------------------------------------------------------

@@ -152,3 +152,16 @@ def test_scenario_clock_starts_at_its_start_and_runs_with_the_loop():
 def test_speed_must_be_positive():
     with pytest.raises(ValueError):
         clock.ScaledEventLoop(0)
+
+
+def test_sigap_simulate_names_a_bad_scenario_in_one_line_per_problem(tmp_path, capsys):
+    from controller.cli import main
+
+    bad = tmp_path / "rusak.toml"
+    bad.write_text('[scenario]\nname = "x"\nminutes = 10\nstart = "08:00"\n[[steps]]\nat = "08:05"\ndo = "wifi"\n'
+                   'device = "kiosk-01"\n')
+    code = main(["simulate", "--config", str(DEMO_CONFIG), "--broker", "mqtt://127.0.0.1:1", "--scenario", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"sigap simulate: bad scenario {bad}:" in err
+    assert 'steps[0]: "wifi" needs for_min (how long the WiFi is gone)' in err
