@@ -275,7 +275,7 @@ class Engine:
     async def _sleep(self, s: float) -> None:
         await asyncio.sleep(max(0.0, s))
 
-    async def _poll(self, cond: Callable[[], bool], timeout_s: float) -> bool:
+    async def poll_until(self, cond: Callable[[], bool], timeout_s: float) -> bool:
         """Wait (scenario seconds) until cond() holds; False on timeout. Polls every REAL_POLL_S real seconds."""
         step = REAL_POLL_S * loop_speed()
         end = self.now_s() + timeout_s
@@ -521,7 +521,7 @@ class Engine:
                 await self.press(kiosk, "prio")
             await self.press(kiosk, "svc_" + c.service)
             c.pressed = True
-            got = await self._poll(lambda: len(kiosk.printed) > before, 60 * self.sc.citizens.patience_min)
+            got = await self.poll_until(lambda: len(kiosk.printed) > before, 60 * self.sc.citizens.patience_min)
             if not got:
                 c.outcome = "no_slip"
                 return
@@ -565,7 +565,7 @@ class Engine:
                 # Call the next one. (A number the officer has not dealt with yet is already
                 # called, e.g. by a `next` whose answer came late: serve that one instead.)
                 await self.press(board, "next")
-                if not await self._poll(functools.partial(self._called, board, shown), 30):
+                if not await self.poll_until(functools.partial(self._called, board, shown), 30):
                     await self._sleep(staff.idle_s * rnd.uniform(0.7, 1.3))
                     continue
             current = self._serving(board)

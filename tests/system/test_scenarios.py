@@ -110,9 +110,10 @@ def test_banjir_statuses_rise_in_order_and_sirens_sound_then_go_quiet(broker, tm
             # The wave reaches awas at every gauge (and each board's siren sounds)...
             await wait_observed(engine.observer, lambda: all(
                 "awas" in engine.observer.water.get(d, []) for d in WATER), 90 * 60)
-            assert await engine._poll(lambda: all(b.siren_on for b in boards), 10 * 60)  # noqa: SLF001
+            sounded = lambda: all(any(on for _, on in b.siren_history) for b in boards)  # noqa: E731
+            assert await engine.poll_until(sounded, 10 * 60)
             # ...then falls; after the hold time every siren is quiet again.
-            assert await engine._poll(lambda: not any(b.siren_on for b in boards), 90 * 60)  # noqa: SLF001
+            assert await engine.poll_until(lambda: not any(b.siren_on for b in boards), 90 * 60)
             assert engine.fleet.board("wl-lahar-03").battery_mv() < 3500  # 3560 mV at 15:10, draining
             return await engine.stop()
         finally:
