@@ -35,8 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="virtual boards from a site config, running the real firmware")
     s.add_argument("--config", required=True, help="site config TOML file")
     s.add_argument("--broker", required=True, help="broker mqtt://host:port")
-    s.add_argument("--scenario", help="scenario name")
-    s.add_argument("--speed", type=float, default=1.0, help="time factor (scenario time)")
+    s.add_argument("--scenario", help="scenario name (simulator/scenarios/NAME.toml) or a scenario file")
+    s.add_argument("--speed", type=float, default=1.0, help="time factor: the boards and the scenario run X times faster")
+    s.add_argument("--minutes", type=float, help="scenario minutes to run (default: the scenario's own)")
+    s.add_argument("--controller", help="controller base URL (http://host:port), for the summary")
+    s.add_argument("--board-clock", choices=("host", "scenario"), default="host",
+                   help="the boards' NTP time: the host's (a controller on real time) or the scenario's")
 
     dp = sub.add_parser("deploy", help="compile and copy firmware and settings onto a board")
     dp.add_argument("--device", required=True)

@@ -16,6 +16,7 @@ from firmware.drivers.printer.escpos import EscPos
 from firmware.drivers.sensors.battery import Battery
 from firmware.drivers.sensors.ds18b20 import DS18B20
 from firmware.drivers.sensors.ultrasonic import JSNSR04T
+from simulator.clock import loop_time
 from simulator.flash import VirtualFlash
 from simulator.hw import VirtualADC, VirtualDS18X20, VirtualEcho, VirtualUART, decode_escpos
 
@@ -184,7 +185,7 @@ class _BatteryADC(VirtualADC):
 
 
 class _SirenPin:
-    """The siren relay's GPIO: each level change is logged with the host's monotonic time."""
+    """The siren relay's GPIO: each level change is logged with the loop's time (loop_time)."""
 
     def __init__(self, log: list[tuple[float, bool]]):
         self.level = 0
@@ -194,7 +195,7 @@ class _SirenPin:
         if v is not None:
             v = 1 if v else 0
             if v != self.level or not self.log:
-                self.log.append((time.monotonic(), bool(v)))
+                self.log.append((loop_time(), bool(v)))
             self.level = v
         return self.level
 
@@ -234,14 +235,14 @@ class VirtualBoard:
         # Water: the true distance is mount_mm - level; the echo adds noise and drops.
         self.mount_mm: int = int(settings.get("mount_mm", 4000))
         self._level_fn: Callable[[float], float] = lambda t: self.calm_level_mm
-        self._level_t0 = time.monotonic()
+        self._level_t0 = loop_time()
         self.echo = VirtualEcho(self.mount_mm, temp_c=28.0)
         self.ds18x20 = VirtualDS18X20(28.0)
         # Battery: drains from full at drain_mv_per_h (set 0 for mains or a panel that keeps up).
         self.battery_start_mv: float = self.battery_full_mv
         self.drain_mv_per_h: float = 10.0  # a cloudy week: the panel does not keep up
-        self._battery_t0 = time.monotonic()
-        self.siren_history: list[tuple[float, bool]] = []  # (host monotonic s, on)
+        self._battery_t0 = loop_time()
+        self.siren_history: list[tuple[float, bool]] = []  # (loop_time() s, on)
 
     # -- board API used by the firmware --------------------------------------
     def pin(self, name: str) -> VirtualPin:
@@ -357,7 +358,7 @@ class VirtualBoard:
     def set_level_curve(self, fn: Callable[[float], float], **echo: float) -> None:
         """Level (mm) as fn(seconds since this call); `echo` as in set_echo."""
         self._level_fn = fn
-        self._level_t0 = time.monotonic()
+        self._level_t0 = loop_time()
         self.set_echo(**echo)
 
     def set_echo(self, noise_mm: float | None = None, drop_rate: float | None = None,
@@ -372,7 +373,7 @@ class VirtualBoard:
 
     def level_mm(self) -> float:
         """The true water level now."""
-        return self._level_fn(time.monotonic() - self._level_t0)
+        return self._level_fn(loop_time() - self._level_t0)
 
     @property
     def air_temp_c(self) -> float | None:
@@ -391,13 +392,13 @@ class VirtualBoard:
 
     def battery_mv(self) -> float:
         """Battery voltage now: drained from battery_start_mv at drain_mv_per_h."""
-        hours = (time.monotonic() - self._battery_t0) / 3600
+        hours = (loop_time() - self._battery_t0) / 3600
         return max(self.battery_empty_mv, self.battery_start_mv - self.drain_mv_per_h * hours)
 
     def set_battery(self, mv: float, drain_mv_per_h: float | None = None) -> None:
         """The battery reads `mv` now and drains from there."""
         self.battery_start_mv = mv
-        self._battery_t0 = time.monotonic()
+        self._battery_t0 = loop_time()
         if drain_mv_per_h is not None:
             self.drain_mv_per_h = drain_mv_per_h
 
@@ -426,7 +427,7 @@ class VirtualBoard:
     def feed_watchdog(self) -> None:
         """Feed the virtual WDT; like the ESP32's, it starts on the first feed."""
         hw = self._runtime_hw()
-        hw.fed = time.monotonic()
+        hw.fed = loop_time()
         hw.feeds += 1
         if hw.timer is None:
             hw.timer = asyncio.get_running_loop().call_later(self.watchdog_timeout_s, self._watchdog_check)
@@ -434,7 +435,7 @@ class VirtualBoard:
     def _watchdog_check(self) -> None:
         hw = self._runtime_hw()
         hw.timer = None
-        left = hw.fed + self.watchdog_timeout_s - time.monotonic()
+        left = hw.fed + self.watchdog_timeout_s - loop_time()
         if left > 0:
             hw.timer = asyncio.get_running_loop().call_later(left, self._watchdog_check)
             return

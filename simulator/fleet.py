@@ -24,6 +24,7 @@ class Fleet:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._reboots: set[asyncio.Task[None]] = set()  # power cycles a board's reset asked for
         self._stopping = False
+        self.on_boot: Callable[[VirtualBoard], None] | None = None  # called after each boot, before it runs
         ids = device_ids if device_ids is not None else [d.id for d in cfg.devices]
         for dev_id in ids:
             settings = board_settings(cfg, dev_id, broker_host, broker_port)
@@ -52,6 +53,8 @@ class Fleet:
         except ValueError as e:  # a role this firmware build cannot run: the rest of the fleet goes on
             log.error("virtual board %s cannot boot: %s", dev_id, e)
             return
+        if self.on_boot is not None:
+            self.on_boot(board)
         task = asyncio.create_task(run_device(board.device), name=f"board:{dev_id}")
         task.add_done_callback(self._board_done)
         self._tasks[dev_id] = task
