@@ -99,6 +99,7 @@ class WaterRole:
         self.rising = False
         self.local = False  # the local rule wants the siren
         self.remote = False  # the controller wants the siren
+        self.wanted_fast = False  # the controller wants fast readings (cmd/config "fast": 1)
         self.remote_level = None
         self.below_since = None  # ticks_ms the level went below the off point
         self.readings = 0
@@ -147,7 +148,12 @@ class WaterRole:
         self.hold_ms = cfg.get("hold_s", self.hold_s) * 1000
 
     def configure(self, msg):
-        """cmd/config: keep the known keys in flash (only when they change) and apply them."""
+        """cmd/config: keep the known keys in flash (only when they change) and apply them.
+
+        "fast": 1 is the controller asking for fast readings (a status held
+        above normal, a rise it sees): kept in RAM only, since the retained
+        cmd/config comes again on every connect and says it anew."""
+        self.wanted_fast = msg.get("fast") == 1
         changed = False
         for k in CONFIG_KEYS:
             v = msg.get(k)
@@ -207,7 +213,7 @@ class WaterRole:
     # --- measuring --------------------------------------------------------------
     def fast(self):
         """Whether the next reading comes after fast_interval_s."""
-        if self.rising or self.local or self.remote:
+        if self.rising or self.local or self.remote or self.wanted_fast:
             return True
         edge = self.waspada_mm if self.waspada_mm is not None else self.siren_mm
         return self.level is not None and edge is not None and self.level >= edge

@@ -305,6 +305,20 @@ async def test_water_obeys_cmd_siren_and_keeps_it_on_while_high():
     check(board._siren.is_on, "the local rule keeps it on while the water is high")
 
 
+async def test_water_reads_fast_while_the_controller_asks_for_it():
+    device, role, board = water()
+    board._ranger.script = [(3500, 5)]
+    await role.sample()  # level 500: calm, steady
+    role.on_cmd("config", {"interval_s": 300, "fast_interval_s": 30})
+    check(not role.fast() and role.period_ms() == 300000, role.period_ms())
+    # The controller holds a status above normal (hysteresis and hold) while the
+    # level is back below the board's own edge: it asks for fast readings.
+    role.on_cmd("config", {"interval_s": 300, "fast_interval_s": 30, "fast": 1})
+    check(role.fast() and role.period_ms() == 30000, role.period_ms())
+    role.on_cmd("config", {"interval_s": 300, "fast_interval_s": 30})
+    check(not role.fast(), "a config without the flag ends it")
+
+
 async def test_water_config_applies_and_is_kept_in_flash():
     device, role, board = water()
     board._ranger.script = [(1500, 5)]
