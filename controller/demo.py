@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from controller.bus import parse_broker_url, redact_broker_url
 from controller.config import DEMO_CONFIG, load_config
-from controller.service import Controller, parse_listen, run_until_signal, utcnow
+from controller.service import Controller, check_listen, parse_listen, run_until_signal, utcnow
 from controller.store import open_store
 
 log = logging.getLogger("sigap.demo")
@@ -118,6 +118,7 @@ def demo_main(args: argparse.Namespace) -> int:
             parse_broker_url(args.broker)
         except ValueError as e:
             raise UserError(str(e)) from None
+    check_listen(args.listen)
     if args.data_dir:
         data_dir = pathlib.Path(args.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
