@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
+from controller.config import CONTROLLER_CLIENT_ID
 from protocol import wire
 
 log = logging.getLogger("sigap.bus")
@@ -67,18 +68,27 @@ def redact_broker_url(url: str) -> str:
     return f"{scheme}{sep}{user}{':***' if colon else ''}{rest[at:]}"
 
 
+def controller_client_id(prefix: str) -> str:
+    """The controller's MQTT client id: one per topic prefix, so installations sharing a broker
+    do not take over each other's (persistent) session. Only the default one is a valid device id,
+    and the site config refuses a board with it."""
+    if prefix == wire.DEFAULT_PREFIX:
+        return CONTROLLER_CLIENT_ID
+    return f"{CONTROLLER_CLIENT_ID}_{prefix}"  # "_" never occurs in a device id
+
+
 class Bus:
     """One reconnecting MQTT session for the controller."""
 
     backoff_min_s = 0.2
     backoff_max_s = 10.0
 
-    def __init__(self, url: str, prefix: str, version: str, client_id: str = "sigap-controller"):
+    def __init__(self, url: str, prefix: str, version: str, client_id: str | None = None):
         self.address = parse_broker(url)
         self.host, self.port = self.address.host, self.address.port
         self.prefix = prefix
         self.version = version
-        self.client_id = client_id
+        self.client_id = client_id or controller_client_id(prefix)
         self.client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.on_message: Handler | None = None
