@@ -233,10 +233,10 @@ class _Server(uvicorn.Server):
 def parse_listen(listen: str) -> tuple[str, int]:
     """HOST:PORT → (host, port)."""
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         from controller.errors import UserError
 
-        raise UserError(f"--listen must be HOST:PORT, got {listen!r}")
+        raise UserError(f"--listen must be HOST:PORT with a port from 1 to 65535, got {listen!r}")
     return host, int(port)
 
 

@@ -29,6 +29,8 @@ def test_every_command_has_help(command):
         (["controller", "--config", "/nonexistent/sites.toml"], "no such file"),
         (["controller", "--config", str(DEMO_CONFIG), "--broker", "http://x"], "mqtt://host:port"),
         (["controller", "--config", str(DEMO_CONFIG), "--listen", "nonsense"], "HOST:PORT"),
+        (["controller", "--config", str(DEMO_CONFIG), "--listen", "127.0.0.1:99999"], "HOST:PORT"),
+        (["demo", "--listen", "127.0.0.1:0"], "HOST:PORT"),
         (["controller", "--config", str(DEMO_CONFIG), "--db", "postgresql://nobody@127.0.0.1:1/x"],
          "cannot open the database"),
         (["demo", "--broker", "ftp://x"], "mqtt://host:port"),
