@@ -68,6 +68,10 @@ def redact_broker_url(url: str) -> str:
     return f"{scheme}{sep}{user}{':***' if colon else ''}{rest[at:]}"
 
 
+MAX_PENDING_PUBLISHES = 100_000
+"""Publishes in flight at once (the client's outgoing queue); aiomqtt warns only above this."""
+
+
 def controller_client_id(prefix: str) -> str:
     """The controller's MQTT client id: one per topic prefix, so installations sharing a broker
     do not take over each other's (persistent) session. Only the default one is a valid device id,
@@ -127,11 +131,14 @@ class Bus:
                     # A persistent session: while the controller is away (restart,
                     # broker restart) the broker keeps the boards' QoS 1 events for it.
                     clean_session=False,
-                    max_queued_outgoing_messages=100_000,
+                    max_queued_outgoing_messages=MAX_PENDING_PUBLISHES,
                     # Without TCP_NODELAY every QoS 1 round trip waits ~40 ms on
                     # Nagle + delayed ACK: measured 44 ms vs 0.6 ms on loopback.
                     socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
                 ) as client:
+                    # send() overlaps publishes on purpose (every board's retained output
+                    # at each connect): not worth aiomqtt's warning for each one above 10.
+                    client.pending_calls_threshold = MAX_PENDING_PUBLISHES
                     self.client = client
                     await client.subscribe(wire.dev_topic(self.prefix, "+", "state"), qos=1)
                     await client.subscribe(wire.dev_topic(self.prefix, "+", "evt/+"), qos=1)
