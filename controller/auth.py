@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import time
@@ -111,6 +112,11 @@ class Auth:
         recent = [x for x in self._failures.get(client, []) if t - x < self.window_s]
         self._failures[client] = recent
         return len(recent) >= self.max_failures
+
+    def retry_after_s(self, client: str) -> int:
+        """Whole seconds until a limited client may try again (the oldest counted failure expires)."""
+        recent = self._failures.get(client) or [self.now()]
+        return max(1, math.ceil(self.window_s - (self.now() - min(recent))))
 
     def login(self, name: str, password: str, client: str = "") -> str | None:
         """A bearer token for good credentials, else None (the failure counts against the client)."""

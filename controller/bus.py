@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 import paho.mqtt.client as mqtt
 
+from controller.config import CONTROLLER_CLIENT_ID
 from protocol import wire
 
 log = logging.getLogger("sigap.bus")
@@ -78,18 +79,31 @@ def redact_broker_url(url: str) -> str:
     return f"{scheme}{sep}{user}{':***' if colon else ''}{rest[at:]}"
 
 
+MAX_PENDING_PUBLISHES = 100_000
+"""Publishes in flight at once (the client's outgoing queue); aiomqtt warns only above this."""
+
+
+def controller_client_id(prefix: str) -> str:
+    """The controller's MQTT client id: one per topic prefix, so installations sharing a broker
+    do not take over each other's (persistent) session. Only the default one is a valid device id,
+    and the site config refuses a board with it."""
+    if prefix == wire.DEFAULT_PREFIX:
+        return CONTROLLER_CLIENT_ID
+    return f"{CONTROLLER_CLIENT_ID}_{prefix}"  # "_" never occurs in a device id
+
+
 class Bus:
     """One reconnecting MQTT session for the controller."""
 
     backoff_min_s = 0.2
     backoff_max_s = 10.0
 
-    def __init__(self, url: str, prefix: str, version: str, client_id: str = "sigap-controller"):
+    def __init__(self, url: str, prefix: str, version: str, client_id: str | None = None):
         self.address = parse_broker(url)
         self.host, self.port = self.address.host, self.address.port
         self.prefix = prefix
         self.version = version
-        self.client_id = client_id
+        self.client_id = client_id or controller_client_id(prefix)
         self.client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.on_message: Handler | None = None
@@ -131,7 +145,7 @@ class Bus:
                     # A persistent session: while the controller is away (restart,
                     # broker restart) the broker keeps the boards' QoS 1 events for it.
                     clean_session=False,
-                    max_queued_outgoing_messages=100_000,
+                    max_queued_outgoing_messages=MAX_PENDING_PUBLISHES,
                     # Retained outputs follow the readings one for one; more in flight than
                     # this costs more than it gains (paho scans the in-flight list per PUBACK).
                     max_inflight_messages=50,
@@ -139,6 +153,9 @@ class Bus:
                     # Nagle + delayed ACK: measured 44 ms vs 0.6 ms on loopback.
                     socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
                 ) as client:
+                    # send() overlaps publishes on purpose (every board's retained output
+                    # at each connect): not worth aiomqtt's warning for each one above 10.
+                    client.pending_calls_threshold = MAX_PENDING_PUBLISHES
                     self.client = client
                     # PUBACK after the handler has committed the message, not on receipt.
                     client._client.manual_ack_set(True)  # noqa: SLF001 - aiomqtt has no public switch

@@ -48,6 +48,8 @@ DEMO_CONFIG = Path(__file__).parent / "sites" / "kota-blitar.toml"
 
 ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 """Device and site ids (CONTRACT §1): also MQTT client ids and usernames."""
+CONTROLLER_CLIENT_ID = "sigap-controller"
+"""The controller's MQTT client id under the default prefix; a board with this id would take over its session."""
 SERVICE_CODE_RE = re.compile(r"[A-Z]{1,2}")
 COUNTER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,7}")
 PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
@@ -501,6 +503,9 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                 sites[site_id] = (codes, counters)
 
     device_at = _first_seen(data.get("devices"), "id", ("devices",), out)
+    if CONTROLLER_CLIENT_ID in device_at:
+        out.append((("devices", device_at[CONTROLLER_CLIENT_ID], "id"),
+                    f"{_show(CONTROLLER_CLIENT_ID)} is the controller's MQTT client id; give the board another id"))
     for i, device in _tables(data.get("devices")):
         at = ("devices", i)
         site_id = device.get("site")

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from controller.bus import parse_broker_url, redact_broker_url
 from controller.config import DEMO_CONFIG, load_config
-from controller.service import Controller, parse_listen, run_until_signal, utcnow
+from controller.service import Controller, check_listen, parse_listen, run_until_signal, utcnow
 from controller.store import open_store
 
 log = logging.getLogger("sigap.demo")
@@ -84,6 +84,10 @@ async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
         print(f"Sigap demo is running ({len(fleet.boards)} virtual boards of {cfg.sites[0].name}).")
         print(f"  web UI:   http://{args.listen}/")
         print(f"  API docs: http://{args.listen}/api/docs")
+        if ctrl.auth.generated_password:
+            print(f"  login:    admin / {ctrl.auth.generated_password}")
+        else:
+            print("  login:    admin (password as printed on this data dir's first run, or $SIGAP_ADMIN_PASSWORD)")
         print(f"  broker:   {redact_broker_url(broker_url)} ({'embedded' if broker else 'external'})")
         print(f"  data:     {data_dir}")
         print(f"  demo time starts at {clock().astimezone(ZoneInfo(cfg.sites[0].timezone)):%A %d %B %Y %H:%M} (services open)")
@@ -118,6 +122,7 @@ def demo_main(args: argparse.Namespace) -> int:
             parse_broker_url(args.broker)
         except ValueError as e:
             raise UserError(str(e)) from None
+    check_listen(args.listen)
     if args.data_dir:
         data_dir = pathlib.Path(args.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -256,11 +257,30 @@ class _Server(uvicorn.Server):
 def parse_listen(listen: str) -> tuple[str, int]:
     """HOST:PORT → (host, port)."""
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         from controller.errors import UserError
 
-        raise UserError(f"--listen must be HOST:PORT, got {listen!r}")
+        raise UserError(f"--listen must be HOST:PORT with a port from 1 to 65535, got {listen!r}")
     return host, int(port)
+
+
+def check_listen(listen: str) -> tuple[str, int]:
+    """HOST:PORT → (host, port), or a UserError when nothing can listen there (e.g. the port is in use).
+
+    Checked before the database and the broker are touched, so a taken port
+    costs no admin password and no broker session.
+    """
+    from controller.errors import UserError
+
+    host, port = parse_listen(listen)
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        # SO_REUSEADDR as uvicorn sets it: a port left in TIME_WAIT is free.
+        with socket.create_server((host, port), family=family):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot listen on {listen}: {e.strerror or e}") from None
+    return host, port
 
 
 async def run_until_signal(main: Any) -> None:
@@ -291,6 +311,7 @@ def controller_main(args: argparse.Namespace) -> int:
         parse_broker_url(args.broker)
     except ValueError as e:
         raise UserError(str(e)) from None
+    check_listen(args.listen)
     try:
         store = open_store(args.db or default_db_url(args.config))
     except Exception as e:

@@ -74,3 +74,35 @@ def test_demo_runs_the_queue_live_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert "Sigap demo stopped." in text
     assert "Traceback" not in text
     wait_port(port, up=False, timeout=5)
+
+
+def _demo_until_ready(tmp_path, data_dir, name: str) -> str:
+    """Run the demo on a data dir until it says it is running, stop it with SIGTERM, return its output."""
+    port = free_port()
+    log = tmp_path / f"{name}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "demo", "--listen", f"127.0.0.1:{port}",
+             "--data-dir", str(data_dir)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+    try:
+        wait_until(lambda: "Press Ctrl-C" in log.read_text(), 60, "the demo's banner")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    text = log.read_text()
+    assert code == 0, text[-2000:]
+    assert "Traceback" not in text
+    return text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_demo_prints_the_admin_login_on_every_start(tmp_path, monkeypatch):
+    monkeypatch.delenv("SIGAP_ADMIN_PASSWORD", raising=False)
+    first = _demo_until_ready(tmp_path, tmp_path / "data", "first")
+    login = [line for line in first.splitlines() if line.strip().startswith("login:")]
+    assert len(login) == 1 and "admin / " in login[0], first
+    again = _demo_until_ready(tmp_path, tmp_path / "data", "again")
+    assert any(line.strip().startswith("login:") and "admin" in line for line in again.splitlines()), again

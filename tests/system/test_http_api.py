@@ -177,3 +177,13 @@ async def test_metrics_count_messages_rejections_tickets_and_calls(hall, http):
     for name in ("sigap_mqtt_messages_total", "sigap_mqtt_rejected_total", "sigap_tickets_issued_total",
                  "sigap_calls_total"):
         assert f"# TYPE {name} counter" in text
+
+
+async def test_token_endpoint_is_rate_limited_per_client_and_says_when_to_retry(hall, http):
+    auth = hall.ctrl.auth
+    for _ in range(auth.max_failures):
+        r = await http.post("/api/token", data={"username": "admin", "password": "salah"})
+        assert r.status_code == 401
+    r = await http.post("/api/token", data={"username": "admin", "password": "salah"})
+    assert r.status_code == 429
+    assert 1 <= int(r.headers["Retry-After"]) <= auth.window_s

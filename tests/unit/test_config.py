@@ -522,6 +522,11 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         'sigap.prefix: "sigap/#" is not an MQTT topic prefix (e.g. "sigap" or "blitar/sigap")',
     ),
     (
+        "board named like the controller's MQTT client",
+        _set(("devices", 0, "id"), "sigap-controller"),
+        'devices[0].id: "sigap-controller" is the controller\'s MQTT client id; give the board another id',
+    ),
+    (
         "public url without scheme",
         _set(("sigap", "public_url"), "127.0.0.1:8000"),
         'sigap.public_url: "127.0.0.1:8000" is not an http:// or https:// address',

@@ -18,7 +18,8 @@ def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()
     """Form fields username, password → {"access_token", "token_type": "bearer"}; 401 bad; 429 too many tries."""
     client = request.client.host if request.client else ""
     if ctrl.auth.limited(client):
-        raise HTTPException(status_code=429, detail="too many failed logins; try again in a minute")
+        raise HTTPException(status_code=429, detail="too many failed logins; try again in a minute",
+                            headers={"Retry-After": str(ctrl.auth.retry_after_s(client))})
     tok = ctrl.auth.login(form.username, form.password, client)
     if tok is None:
         raise HTTPException(status_code=401, detail="wrong username or password",
