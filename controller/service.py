@@ -199,6 +199,7 @@ class Controller:
                 server.should_exit = True
             check_task.cancel()
             hook_task.cancel()
+            self.queues.flush_snapshots()
             await self.bus.stop()
             bus_task.cancel()
             if http_task is not None:
