@@ -224,6 +224,7 @@ class Controller:
                 except (TimeoutError, asyncio.CancelledError):
                     http_task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.store.close_writer()
             self.store.engine.dispose()
 
 

@@ -14,9 +14,11 @@ safety net at ``WAL_AUTOCHECKPOINT_PAGES``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pathlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -128,12 +130,36 @@ class Store:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
         self._audit_head: tuple[int, str] | None = None
+        # The thread that made the Store (the controller's event loop) keeps one
+        # connection for its transactions instead of a pool checkout and check-in
+        # per press; other threads (sync web routes) use the pool as before.
+        self._owner = threading.get_ident()
+        self._writer: sa.Connection | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
         """One atomic unit of work: commit on success, roll back on error."""
-        with self.engine.begin() as conn:
-            yield conn
+        if threading.get_ident() != self._owner:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        conn = self._writer
+        if conn is None:
+            conn = self._writer = self.engine.connect()
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            # Whatever went wrong (a lost server connection too), the next transaction starts afresh.
+            self.close_writer()
+            raise
+
+    def close_writer(self) -> None:
+        """Give the event loop's own connection back (before the engine is disposed)."""
+        conn, self._writer = self._writer, None
+        if conn is not None:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                conn.close()
 
     def checkpoint(self) -> tuple[int, int, int] | None:
         """SQLite: copy committed WAL pages into the database file, without waiting for or

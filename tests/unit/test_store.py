@@ -38,3 +38,37 @@ def test_commits_leave_the_checkpoint_to_the_controller(tmp_path):
             assert conn.exec_driver_sql("SELECT count(*) FROM audit_log").scalar() == 500
     finally:
         engine.dispose()
+
+
+def test_event_loop_thread_keeps_one_connection_and_recovers_after_a_failed_transaction(tmp_path):
+    import threading
+
+    store = open_store(f"sqlite:///{tmp_path / 'sigap.db'}")
+    try:
+        with store.transaction() as first:
+            store.record_applied(first, "kiosk-01", 1, 1, "press", "{}", T0)
+        with store.transaction() as second:
+            store.record_applied(second, "kiosk-01", 1, 2, "press", "{}", T0)
+        assert second is first  # no pool checkout per transaction on the owning thread
+        with pytest.raises(sa.exc.IntegrityError), store.transaction() as conn:
+            store.record_applied(conn, "kiosk-01", 1, 3, "press", "{}", T0)
+            store.record_applied(conn, "kiosk-01", 1, 2, "press", "{}", T0)  # applied already
+        with store.transaction() as conn:  # a fresh connection; the failed one left nothing behind
+            assert conn is not first
+            store.record_applied(conn, "kiosk-01", 1, 3, "press", "{}", T0)
+        # Other threads (sync web routes) get their own pooled connections.
+        others: list[sa.Connection] = []
+
+        def elsewhere() -> None:
+            with store.transaction() as c:
+                others.append(c)
+                store.record_applied(c, "kiosk-01", 1, 4, "press", "{}", T0)
+
+        t = threading.Thread(target=elsewhere)
+        t.start()
+        t.join(10)
+        assert len(others) == 1 and others[0] is not conn
+        assert [store.applied("kiosk-01", 1, s)[0] for s in range(1, 6)] == [True, True, True, True, False]
+    finally:
+        store.close_writer()
+        store.engine.dispose()
