@@ -140,12 +140,12 @@ class Store:
     def transaction(self) -> Iterator[sa.Connection]:
         """One atomic unit of work: commit on success, roll back on error."""
         if threading.get_ident() != self._owner:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.begin() as pooled:
+                yield pooled
             return
+        if self._writer is None:
+            self._writer = self.engine.connect()
         conn = self._writer
-        if conn is None:
-            conn = self._writer = self.engine.connect()
         try:
             with conn.begin():
                 yield conn
