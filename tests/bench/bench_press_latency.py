@@ -8,8 +8,9 @@ Both are measured in the same run on the same private Mosquitto:
   the ticket, commits it, and answers on cmd/ticket.
 Goal (queue issue): press p99 under 3x the bare p99.
 
-Latency ratios move with the machine's load; the controller's CPU time per
-press (from /proc, over the press phase) does not, so it is printed as well.
+Latency ratios move a lot with the machine's load; the controller's CPU time
+per press (from /proc, over the press phase) moves much less, so it is printed
+as well (compare it between runs made at the same time).
 """
 
 from __future__ import annotations
