@@ -6,10 +6,17 @@ in-memory SiteQueue; (3) commit the applied-event record, changed tickets,
 counter state and audit entry in ONE transaction; (4) publish. A crash before
 (3) leaves no trace, so the board's retry is applied fresh; a crash after (3)
 makes the retry a duplicate that gets the stored answer.
+
+Outputs: the kiosk's ``cmd/ticket`` and every changed ``cmd/show`` leave at
+once. The retained ``site/{site}/queue`` snapshot (and the ``queue`` event of
+the live stream) is published at most every ``snapshot_interval_s``, always
+with the state at that moment, so a burst of presses costs one snapshot and
+the last one published is always the final state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -37,6 +44,8 @@ log = logging.getLogger("sigap.queues")
 
 HALL_LINES = 4
 RECENT_EVENTS = 100_000  # event ids remembered in memory for the fast duplicate check
+SNAPSHOT_INTERVAL_S = 0.15
+"""Least time between two publications of a site's queue snapshot (a burst is coalesced)."""
 
 
 def _hhmm(value: Any) -> Any:
@@ -113,6 +122,8 @@ class QueueService:
         self._shown: dict[str, bytes] = {}
         self._recent: dict[tuple[str, int, int], None] = {}
         self._snapshots: dict[str, bytes] = {}
+        self.snapshot_interval_s = SNAPSHOT_INTERVAL_S
+        self._snapshot_due: dict[str, asyncio.TimerHandle] = {}
         for site in cfg.sites:
             if site.services:
                 self.sites[site.id] = self._load_site(site.id)
@@ -346,7 +357,10 @@ class QueueService:
         return False
 
     async def publish_site(self, site_id: str, chime_counter: str | None = None, force: bool = False) -> None:
-        """Publish changed shows (retained) and the site snapshot (retained)."""
+        """Publish changed shows (retained) now, and the site snapshot (retained) soon.
+
+        ``force`` (after a reconnect) publishes everything now, changed or not.
+        """
         snapshot = self.sites[site_id].snapshot()
         for dev_id, show in self.shows(site_id, snapshot).items():
             dev = self.cfg.device(dev_id)
@@ -361,12 +375,30 @@ class QueueService:
             # outputs are published again after a reconnect.
             self.bus.send(wire.dev_topic(self.prefix, dev_id, "cmd/show"), payload, True, 1)
             self._shown[dev_id] = body
+        if force:
+            self._publish_snapshot(site_id, force=True, snapshot=snapshot)
+        elif site_id not in self._snapshot_due:
+            loop = asyncio.get_running_loop()
+            self._snapshot_due[site_id] = loop.call_later(self.snapshot_interval_s, self._publish_snapshot, site_id)
+
+    def _publish_snapshot(self, site_id: str, force: bool = False, snapshot: dict[str, Any] | None = None) -> None:
+        """The site snapshot as it is now: retained on MQTT and to the live stream, when changed (or forced)."""
+        due = self._snapshot_due.pop(site_id, None)
+        if due is not None:
+            due.cancel()
+        if snapshot is None:
+            snapshot = self.sites[site_id].snapshot()
         snap = json.dumps(snapshot, separators=(",", ":")).encode()
         if force or self._snapshots.get(site_id) != snap:
             self.bus.send(wire.site_queue_topic(self.prefix, site_id), snap, True, 1)
             if self._snapshots.get(site_id) != snap:
                 self.events.publish("queue", snapshot)
             self._snapshots[site_id] = snap
+
+    def flush_snapshots(self) -> None:
+        """Publish every snapshot still waiting for its turn now (before a clean shutdown)."""
+        for site_id in list(self._snapshot_due):
+            self._publish_snapshot(site_id)
 
     async def publish_all(self, force: bool = False) -> None:
         """Every site's outputs (after a reconnect)."""

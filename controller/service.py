@@ -40,6 +40,8 @@ log = logging.getLogger("sigap.controller")
 Clock = Callable[[], datetime]
 WATER_CHECK_S = 5.0
 """How often (seconds) the offline rule runs over every water sensor."""
+CHECKPOINT_S = 2.0
+"""How often (seconds) the database's write-ahead log is checkpointed, in a worker thread."""
 
 
 def utcnow() -> datetime:
@@ -69,6 +71,7 @@ class Controller:
             self.water.webhooks = self.webhooks
         self.auth = Auth(store)
         self.water_check_s = WATER_CHECK_S
+        self.checkpoint_s = CHECKPOINT_S
         self.handled = 0
         self._handled_event = asyncio.Event()
         self._kind_counters: dict[str, Any] = {}
@@ -200,6 +203,17 @@ class Controller:
             except Exception:
                 log.exception("water check failed")
 
+    async def _checkpoints(self) -> None:
+        """SQLite's WAL checkpoint in a worker thread, so no commit on the event loop pays for it."""
+        if self.store.engine.dialect.name != "sqlite":
+            return
+        while True:
+            await asyncio.sleep(self.checkpoint_s)
+            try:
+                await asyncio.to_thread(self.store.checkpoint)
+            except Exception:
+                log.exception("database checkpoint failed")
+
     def refresh_gauges(self) -> None:
         """Gauges computed on scrape."""
         self.metrics.devices_online.set(self.presence.online_count())
@@ -211,7 +225,8 @@ class Controller:
         bus_task = asyncio.create_task(self.bus.run(), name="bus")
         check_task = asyncio.create_task(self._water_checks(), name="water-check")
         hook_task = asyncio.create_task(self.webhooks.run(), name="webhooks")
-        tasks = [bus_task, check_task, hook_task]
+        checkpoint_task = asyncio.create_task(self._checkpoints(), name="checkpoint")
+        tasks = [bus_task, check_task, hook_task, checkpoint_task]
         server = None
         http_task = None
         if listen:
@@ -235,6 +250,8 @@ class Controller:
                 server.should_exit = True
             check_task.cancel()
             hook_task.cancel()
+            checkpoint_task.cancel()
+            self.queues.flush_snapshots()
             await self.bus.stop()
             bus_task.cancel()
             if http_task is not None:
@@ -243,6 +260,7 @@ class Controller:
                 except (TimeoutError, asyncio.CancelledError):
                     http_task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.store.close_writer()
             self.store.engine.dispose()
 
 

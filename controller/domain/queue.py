@@ -42,12 +42,18 @@ Rules and choices the controller relies on:
   ``already_rated``. Skipped tickets are never rated.
 * Operations hold a lock, so two counters pressing ``next`` at once from two
   threads still get different tickets.
+* **Waiting lines are indexed.** Today's waiting tickets are also kept per
+  service as a list sorted in call order, so issuing, ``ahead``, the waiting
+  counts and ``next`` cost O(log n) (a C-level list insert aside) instead of a
+  scan of the whole day. Only this class changes a ticket's ``status``,
+  ``service`` or ``day``; code outside must not (it would leave the index stale).
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -195,7 +201,10 @@ def ticket_status(ticket: Ticket, now: datetime, call_grace_s: float = 120.0) ->
     return ticket.status
 
 
-def _call_key(t: Ticket) -> tuple[bool, datetime, int]:
+CallKey = tuple[bool, datetime, int]
+
+
+def _call_key(t: Ticket) -> CallKey:
     return (not t.prio, t.order_at, t.id)
 
 
@@ -241,6 +250,8 @@ class SiteQueue:
         self._next_id = 1
         self._counters = {cid: CounterState() for cid in self._counter_specs}
         self._current: dict[str, Ticket] = {}
+        # Today's waiting tickets per service, each list sorted by _call_key.
+        self._waiting: dict[str, list[CallKey]] = {code: [] for code in self._services}
         self._calls: deque[Call] = deque(maxlen=MAX_CALLS_SHOWN)
         self._times = ServiceTimes(
             {s.code: float(s.sla_min) for s in self._services.values() if s.sla_min}
@@ -272,6 +283,7 @@ class SiteQueue:
             self._by_token.pop(t.token, None)
         for key in [k for k in self._seq if k[0] < today]:
             del self._seq[key]
+        self._reindex_waiting()
         self._version += 1
 
     def _local(self, dt: datetime) -> datetime:
@@ -324,6 +336,7 @@ class SiteQueue:
             self._seq[(day, service_code)] = number
             self._tickets[t.id] = t
             self._by_token[token] = t
+            self._enqueue(t)
             self._version += 1
             self._extend_forecast(t)
             return t
@@ -349,6 +362,7 @@ class SiteQueue:
             if nxt is None:
                 out.error = "nothing_waiting"
                 return out
+            self._dequeue(nxt)
             nxt.status = "called"
             nxt.counter = counter_id
             nxt.called_at = now
@@ -423,6 +437,7 @@ class SiteQueue:
             cur.status = "waiting"
             cur.counter = None
             cur.called_at = None
+            self._enqueue(cur)
             self._version += 1
             return Outcome("transfer", counter_id, ticket=cur, changed=[cur])
 
@@ -463,13 +478,30 @@ class SiteQueue:
         self._version += 1
 
     def _pick(self, spec: CounterSpec) -> Ticket | None:
-        today = self._day
-        candidates = [
-            t
-            for t in self._tickets.values()
-            if t.status == "waiting" and t.day == today and t.service in spec.services
-        ]
-        return min(candidates, key=_call_key, default=None)
+        heads = [line[0] for code in spec.services if (line := self._waiting.get(code))]
+        return self._tickets[min(heads)[2]] if heads else None
+
+    def _enqueue(self, t: Ticket) -> None:
+        """Put a waiting ticket of today into its service's line (in call order)."""
+        line = self._waiting.get(t.service)
+        if line is not None and t.status == "waiting" and t.day == self._day:
+            insort(line, _call_key(t))
+
+    def _dequeue(self, t: Ticket) -> None:
+        """Take a ticket out of its service's line (before its status or service changes)."""
+        line = self._waiting.get(t.service)
+        if line is None:
+            return
+        key = _call_key(t)
+        i = bisect_left(line, key)
+        if i < len(line) and line[i] == key:
+            del line[i]
+
+    def _reindex_waiting(self) -> None:
+        for line in self._waiting.values():
+            line.clear()
+        for t in self._tickets.values():
+            self._enqueue(t)
 
     def _set_open(self, counter_id: str, is_open: bool, event: str) -> Outcome:
         with self._lock:
@@ -482,11 +514,7 @@ class SiteQueue:
             return Outcome(event, counter_id, ticket=self._current.get(counter_id))
 
     def _waiting_today(self) -> list[Ticket]:
-        return [
-            t
-            for t in self._tickets.values()
-            if t.status == "waiting" and t.day == self._day and t.service in self._services
-        ]
+        return [self._tickets[key[2]] for line in self._waiting.values() for key in line]
 
     def _extend_forecast(self, t: Ticket) -> None:
         # A new ticket at the end of the line extends the current forecast
@@ -579,7 +607,7 @@ class SiteQueue:
         """Today's waiting tickets of a service."""
         with self._lock:
             self._now()
-            return sum(1 for t in self._waiting_today() if t.service == service)
+            return len(self._waiting.get(service, ()))
 
     def ahead(self, ticket: Ticket) -> int:
         """Waiting tickets of the same service that will be called before this one."""
@@ -587,12 +615,7 @@ class SiteQueue:
             self._now()
             if ticket.status != "waiting":
                 return 0
-            key = _call_key(ticket)
-            return sum(
-                1
-                for t in self._waiting_today()
-                if t.service == ticket.service and _call_key(t) < key
-            )
+            return bisect_left(self._waiting.get(ticket.service, []), _call_key(ticket))
 
     def wait_s(self, ticket: Ticket) -> float | None:
         """Estimated seconds until a waiting ticket is called (0 otherwise; None: no counter)."""
@@ -645,14 +668,13 @@ class SiteQueue:
         with self._lock:
             now = self._now()
             local = self._local(now)
-            waiting = self._waiting_today()
             services: dict[str, Any] = {}
             for code, s in self._services.items():
                 n = self._seq.get((local.date(), code), 0)
                 services[code] = {
                     "name": s.name,
                     "agency": s.agency,
-                    "waiting": sum(1 for t in waiting if t.service == code),
+                    "waiting": len(self._waiting[code]),
                     "last": f"{code}{n:03d}" if n else None,
                     "open": s.is_open(local),
                 }

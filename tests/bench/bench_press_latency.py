@@ -7,11 +7,16 @@ Both are measured in the same run on the same private Mosquitto:
   combined 50/s; the real controller process (`sigap controller`, SQLite) issues
   the ticket, commits it, and answers on cmd/ticket.
 Goal (queue issue): press p99 under 3x the bare p99.
+
+Latency ratios move a lot with the machine's load; the controller's CPU time
+per press (from /proc, over the press phase) moves much less, so it is printed
+as well (compare it between runs made at the same time).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import tempfile
 import threading
@@ -60,8 +65,14 @@ def bare_round_trip(port: int) -> list[float]:
     return rtts
 
 
-def press_latency(port: int, workdir: pathlib.Path, broker_url: str) -> list[float]:
-    """Kiosk presses at RATE for SECONDS against the controller process."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def press_latency(port: int, workdir: pathlib.Path, broker_url: str) -> tuple[list[float], float]:
+    """Kiosk presses at RATE for SECONDS against the controller process: (latencies, CPU s per press)."""
     cfg = workdir / "sites.toml"
     cfg.write_text(kiosk_site_toml(KIOSKS, services="AB"))
     ctl = SubprocessController(cfg, workdir / "bench.db", broker_url, workdir / "controller.log")
@@ -85,6 +96,8 @@ def press_latency(port: int, workdir: pathlib.Path, broker_url: str) -> list[flo
         c.subscribe(f"sigap/v1/dev/{k}/cmd/ticket", qos=1)
         clients[k] = c
     time.sleep(0.5)
+    assert ctl.proc is not None
+    cpu_before = cpu_seconds(ctl.proc.pid)
 
     def send(i: int) -> None:
         k = KIOSKS[i % len(KIOSKS)]
@@ -97,12 +110,13 @@ def press_latency(port: int, workdir: pathlib.Path, broker_url: str) -> list[flo
         pace(RATE, total, send)
         if not done.wait(60):
             print(f"  warning: only {len(lat)} of {total} answers arrived")
+        cpu = (cpu_seconds(ctl.proc.pid) - cpu_before) / total
     finally:
         for c in clients.values():
             c.loop_stop()
             c.disconnect()
         ctl.stop()
-    return lat
+    return lat, cpu
 
 
 def main() -> None:
@@ -111,7 +125,8 @@ def main() -> None:
         broker = MosquittoBroker(work / "broker").start()
         try:
             bare = percentiles(bare_round_trip(broker.port))
-            press = percentiles(press_latency(broker.port, work, broker.url))
+            lat, cpu = press_latency(broker.port, work, broker.url)
+            press = percentiles(lat)
         finally:
             broker.stop()
     print(f"  load: {RATE:.0f} presses/s for {SECONDS} s from {len(KIOSKS)} kiosks, QoS 1, Mosquitto on loopback")
@@ -119,6 +134,7 @@ def main() -> None:
     print(f"  press -> cmd/ticket    : {fmt(press)}")
     print(f"  ratio press/bare       : p50 {press['p50'] / bare['p50']:.2f}x   p99 {press['p99'] / bare['p99']:.2f}x"
           f"   (goal: p99 under 3x)")
+    print(f"  controller CPU per press: {cpu * 1000:.2f} ms (user + system, whole process, press phase)")
 
 
 if __name__ == "__main__":

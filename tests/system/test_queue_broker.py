@@ -334,6 +334,59 @@ async def test_counter_keys_recall_skip_done_pause_resume(hall):
 # ---------------------------------------------------------------- boards
 
 
+def _waiting_last(m: Any) -> tuple[int, str | None]:
+    return m.data["services"]["A"]["waiting"], m.data["services"]["A"]["last"]
+
+
+async def test_burst_of_presses_coalesces_into_one_snapshot_of_the_final_state(hall):
+    kiosk = await hall.peer("kiosk-01")
+    w = await watch(hall)
+    await w.wait_for(QUEUE_TOPIC)  # the retained snapshot of the empty queue
+    start = w.mark(QUEUE_TOPIC)
+    # Ten presses applied within one step of the event loop: the snapshot timer cannot run in between.
+    dev = hall.cfg.device("kiosk-01")
+    for seq in range(1, 11):
+        await hall.ctrl.queues.kiosk_press(dev, {"boot": 1, "seq": seq, "key": "A"})
+    # Every answer leaves at once, without waiting for the snapshot.
+    answers = await kiosk.wait_count(kiosk.dev_topic("cmd/ticket"), 10)
+    assert sorted(m.data["ticket"] for m in answers) == [f"A{n:03d}" for n in range(1, 11)]
+    final = await w.wait_for(QUEUE_TOPIC, lambda m: _waiting_last(m) == (10, "A010"), start=start)
+    assert final.data == hall.ctrl.queues.snapshot(SITE)
+    # No intermediate state was published: the burst cost one snapshot.
+    assert [_waiting_last(m) for m in w.messages(QUEUE_TOPIC)[start:]] == [(10, "A010")]
+
+
+async def test_snapshot_converges_to_the_final_state_after_a_burst_over_mqtt(hall):
+    k1 = await hall.peer("kiosk-01")
+    k2 = await hall.peer("kiosk-02")
+    w = await watch(hall)
+    await asyncio.gather(*(k.press("A", seq=s) for s in range(1, 16) for k in (k1, k2)))
+    for k in (k1, k2):
+        await k.wait_count(k.dev_topic("cmd/ticket"), 15, timeout=30)
+    await w.wait_for(QUEUE_TOPIC, lambda m: _waiting_last(m) == (30, "A030"))
+    seen = [_waiting_last(m)[0] for m in w.messages(QUEUE_TOPIC)]
+    assert seen == sorted(seen) and len(seen) <= 31  # never backwards, at most one per change
+    # A new subscriber is handed the final state, retained.
+    fresh = await hall.peer("fresh-watcher", subscribe_cmds=False)
+    await fresh.subscribe(QUEUE_TOPIC)
+    got = await fresh.wait_for(QUEUE_TOPIC)
+    assert got.retain and _waiting_last(got) == (30, "A030")
+    assert got.data == hall.ctrl.queues.snapshot(SITE)
+
+
+async def test_clean_shutdown_publishes_the_pending_snapshot(hall):
+    w = await watch(hall)
+    await w.wait_for(QUEUE_TOPIC)
+    dev = hall.cfg.device("kiosk-01")
+    for seq in range(1, 4):
+        await hall.ctrl.queues.kiosk_press(dev, {"boot": 1, "seq": seq, "key": "A"})
+    await hall.stop_controller()  # at once: the snapshot may still be waiting for its turn
+    fresh = await hall.peer("fresh-watcher", subscribe_cmds=False)
+    await fresh.subscribe(QUEUE_TOPIC)
+    got = await fresh.wait_for(QUEUE_TOPIC)
+    assert got.retain and _waiting_last(got) == (3, "A003")
+
+
 async def test_boards_show_calls_and_waiting_counts_retained(hall):
     kiosk = await hall.peer("kiosk-01")
     lokets = [await hall.peer(f"loket-0{i}") for i in (1, 2, 3)]

@@ -688,6 +688,9 @@ class QueueMachine(RuleBasedStateMachine):
             mine = [t for t in mine if t.day == today]
             assert snap["services"][code]["waiting"] == self.q.waiting_count(code) == len(mine)
             assert sorted(self.q.ahead(t) for t in mine) == list(range(len(mine)))
+            # ahead (read from the domain's sorted index) ranks tickets exactly in call order
+            in_call_order = sorted(mine, key=lambda t: (not t.prio, t.order_at, t.id))
+            assert [self.q.ahead(t) for t in in_call_order] == list(range(len(mine)))
 
 
 TestQueueMachine = QueueMachine.TestCase
