@@ -74,6 +74,10 @@ class Fleet:
         if self._pending_on.pop(dev_id, None) is not None and not self._stopping:
             self.power_on(dev_id)
 
+    def powered(self, dev_id: str) -> bool:
+        """Whether the board is powered on (its firmware running, online or not)."""
+        return dev_id in self._tasks
+
     def online(self) -> list[str]:
         """The boards whose firmware is connected to the broker now."""
         return [d for d, b in self.boards.items()
