@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--listen", default="127.0.0.1:8000", help="web server HOST:PORT")
     d.add_argument("--scenario", default="mpp-pagi", help="simulator scenario name")
     d.add_argument("--data-dir", help="where the demo keeps its database (default: a temp dir)")
+    d.add_argument("--sim-control", default="127.0.0.1:8001", metavar="HOST:PORT",
+                   help="the virtual boards' HTTP control (press keys, set levels, cut WiFi); 'off' for none")
 
     c = sub.add_parser("controller", help="run the controller (production)")
     c.add_argument("--config", required=True, help="site config TOML file")
@@ -35,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--broker", required=True, help="broker mqtt://host:port")
     s.add_argument("--scenario", help="scenario name")
     s.add_argument("--speed", type=float, default=1.0, help="time factor (scenario time)")
+    s.add_argument("--control", metavar="HOST:PORT", help="serve the boards' HTTP control there (simulator/control.py)")
 
     dp = sub.add_parser("deploy", help="compile and copy firmware and settings onto a board")
     dp.add_argument("--device", required=True)
