@@ -109,8 +109,13 @@ class Fleet:
         self.boards[dev_id].stop_watchdog()
         if task:
             self.boards[dev_id].set_wifi(False)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            # CPython 3.11's wait_for returns the inner result instead of raising when a
+            # cancel lands in the same step as that result (gh-86296): a board's MQTT task
+            # caught that way takes the cancel for a failed connect and retries forever.
+            # So cancel until the board is really off.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
             self.boards[dev_id].set_wifi(True)
 
     async def reboot(self, dev_id: str) -> None:
