@@ -33,6 +33,7 @@ from typing import Annotated, Any
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulator.board import VirtualBoard
@@ -141,6 +142,10 @@ def create_app(fleet: Fleet) -> FastAPI:
 
     def conflict(b: VirtualBoard, dev_id: str, what: str) -> HTTPException:
         return HTTPException(409, f"{dev_id} is a {b.settings.get('role')} board: {what}")
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
 
     @app.get("/boards")
     def list_boards(role: Annotated[str | None, Query()] = None,

@@ -57,12 +57,19 @@ class Fleet:
     # Descriptors beyond one socket per board: the loop, logs, a web server, the controller's links.
     spare_fds = 256
 
-    def start(self, stagger_s: float = 0.0) -> None:
+    # A large fleet powers on at this many boards a second unless start() is told otherwise.
+    power_on_rate = 1000
+    stagger_from = 500  # boards: smaller fleets power on at once
+
+    def start(self, stagger_s: float | None = None) -> None:
         """Power every board on; with stagger_s, spread the power-ons evenly over that
-        many seconds (a site's boards coming back after a power cut do not all boot at once)."""
+        many seconds (a site's boards coming back after a power cut do not all boot at once).
+        None: at once for a small fleet, power_on_rate boards a second for a large one."""
         self._stopping = False
         raise_open_files_limit(len(self.boards) + self.spare_fds)
         ids = [d for d in self.boards if self.supported(d)]
+        if stagger_s is None:
+            stagger_s = len(ids) / self.power_on_rate if len(ids) >= self.stagger_from else 0.0
         loop = asyncio.get_running_loop() if stagger_s > 0 and len(ids) > 1 else None
         for i, dev_id in enumerate(ids):
             if loop is None or i == 0:
