@@ -68,9 +68,13 @@ class VirtualTextDisplay:
         self.history: list[list[str]] = []
         self._changed = asyncio.Event()
 
+    history_max = 256  # recent contents kept: a board that runs for days must not grow without end
+
     def show(self, lines: list[str], chime: bool = False) -> None:
         self.lines = list(lines)
         self.history.append(self.lines)
+        if len(self.history) > self.history_max:
+            del self.history[: len(self.history) - self.history_max]
         if chime:
             self.chimes += 1
         self._changed.set()
