@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -28,15 +29,20 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("controller", help="run the controller (production)")
     c.add_argument("--config", required=True, help="site config TOML file")
-    c.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker mqtt://host:port")
+    c.add_argument("--broker", default=os.environ.get("SIGAP_BROKER") or "mqtt://127.0.0.1:1883",
+                   help="broker mqtt://[user:password@]host:port (default: $SIGAP_BROKER, else mqtt://127.0.0.1:1883)")
     c.add_argument("--db", help="sqlite:///PATH (default: a file beside the config) or postgresql://…")
     c.add_argument("--listen", default="127.0.0.1:8000", help="web server HOST:PORT")
 
     s = sub.add_parser("simulate", help="virtual boards from a site config, running the real firmware")
     s.add_argument("--config", required=True, help="site config TOML file")
     s.add_argument("--broker", required=True, help="broker mqtt://host:port")
-    s.add_argument("--scenario", help="scenario name")
-    s.add_argument("--speed", type=float, default=1.0, help="time factor (scenario time)")
+    s.add_argument("--scenario", help="scenario name (simulator/scenarios/NAME.toml) or a scenario file")
+    s.add_argument("--speed", type=float, default=1.0, help="time factor: the boards and the scenario run X times faster")
+    s.add_argument("--minutes", type=float, help="scenario minutes to run (default: the scenario's own)")
+    s.add_argument("--controller", help="controller base URL (http://host:port), for the summary")
+    s.add_argument("--board-clock", choices=("host", "scenario"), default="host",
+                   help="the boards' NTP time: the host's (a controller on real time) or the scenario's")
     s.add_argument("--control", metavar="HOST:PORT", help="serve the boards' HTTP control there (simulator/control.py)")
 
     dp = sub.add_parser("deploy", help="compile and copy firmware and settings onto a board")
@@ -46,9 +52,21 @@ def _parser() -> argparse.ArgumentParser:
     dp.add_argument("--secrets", help="secrets TOML (WiFi, broker credentials); never committed")
     dp.add_argument("--dry-run", action="store_true", help="list what would be copied")
 
-    pv = sub.add_parser("provision", help="per-device MQTT credentials and broker ACL files")
-    pv.add_argument("--config", required=True)
-    pv.add_argument("--out", required=True)
+    pv = sub.add_parser(
+        "provision",
+        help="per-device MQTT credentials and broker ACL files",
+        description="Write the broker's passwd, acl and mosquitto.conf, the boards' secrets.toml and "
+        "the controller's controller.env into DIR. Re-running keeps existing passwords.",
+    )
+    pv.add_argument("--config", required=True, help="site config TOML file")
+    pv.add_argument("--out", required=True, metavar="DIR", help="output directory (created with mode 0700)")
+    pv.add_argument("--rotate", action="append", metavar="ID|all",
+                    help="issue a new password to a device, to `controller`, or to all (repeatable)")
+    pv.add_argument("--broker", metavar="URL", help="the broker as the controller reaches it, mqtt://host:port "
+                    "(default: as before, else mqtt://127.0.0.1:1883)")
+    pv.add_argument("--broker-dir", default="/etc/mosquitto/sigap", metavar="PATH",
+                    help="where passwd and acl will live on the broker host (default: %(default)s)")
+    pv.add_argument("--show", action="store_true", help="also print every password")
 
     ck = sub.add_parser("check", help="validate a site config file")
     ck.add_argument("file")
@@ -94,6 +112,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from firmware.tools.deploy import deploy_main
 
         return deploy_main(args)
+    if args.command == "provision":
+        from controller.provision import provision_main
+
+        return provision_main(args)
     if args.command == "audit":
         return _audit_verify(args)
     raise UserError(f"'{args.command}' is not available yet in this version")

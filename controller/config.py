@@ -337,6 +337,10 @@ class WaterDevice(_DeviceBase):
     """Other boards whose siren follows this sensor."""
     rate_alert_mm_h: PositiveInt | None = None
     """Alert when the level rises faster than this; None: no rate alert."""
+    sleep: bool = False
+    """A battery board: deep sleep between readings (it is judged by its readings, not its link)."""
+    ranger: Literal["a02yyuw", "jsn-sr04t"] = "a02yyuw"
+    """Which ultrasonic sensor is fitted (hardware/water.md): the board builds its driver from this."""
 
     @property
     def siren_level_mm(self) -> int:
@@ -399,6 +403,7 @@ class SiteConfig(_Table):
     sites: Annotated[list[Site], Field(min_length=1)]
     devices: list[Device] = []
     _path: Path | None = PrivateAttr(default=None)
+    _by_id: dict[str, Device] | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path | None:
@@ -411,7 +416,11 @@ class SiteConfig(_Table):
 
     def device(self, device_id: str) -> Device | None:
         """The registered device with this id, or None (an unknown board)."""
-        return next((d for d in self.devices if d.id == device_id), None)
+        # An index, not a scan: this runs for every message (5,000 sensors make a scan costly).
+        by_id = self._by_id
+        if by_id is None or len(by_id) != len(self.devices):
+            by_id = self._by_id = {d.id: d for d in self.devices}
+        return by_id.get(device_id)
 
     def service(self, site_id: str, code: str) -> Service | None:
         """Service `code` at site `site_id`, or None."""

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from controller.bus import parse_broker_url
+from controller.bus import parse_broker_url, redact_broker_url
 from controller.config import DEMO_CONFIG, load_config
 from controller.service import Controller, parse_listen, run_until_signal, utcnow
 from controller.store import open_store
@@ -101,7 +101,7 @@ async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
         print(f"Sigap demo is running ({len(fleet.boards)} virtual boards of {cfg.sites[0].name}).")
         print(f"  web UI:   http://{args.listen}/")
         print(f"  API docs: http://{args.listen}/api/docs")
-        print(f"  broker:   {broker_url} ({'embedded' if broker else 'external'})")
+        print(f"  broker:   {redact_broker_url(broker_url)} ({'embedded' if broker else 'external'})")
         if control is not None:
             print(f"  boards:   {control.url}/boards (simulator control: press keys, set levels, cut WiFi; {control.url}/docs)")
         print(f"  data:     {data_dir}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from controller.config import SiteConfig, WaterDevice
 from controller.domain.alerts import Alert, AlertBook, AlertChange, AlertEvent
 from controller.domain.water import (
     STATUSES,
+    IngestResult,
     Reading,
     SensorSpec,
     SensorState,
@@ -34,6 +36,7 @@ from controller.domain.water import (
 )
 from controller.events import EventHub
 from controller.metrics import Metrics
+from controller.store.db import AGGREGATE_S
 from controller.store.tables import readings as readings_table
 from controller.webhooks import Webhooks
 from protocol import wire
@@ -41,8 +44,27 @@ from protocol import wire
 log = logging.getLogger("sigap.water")
 
 RECENT_EVENTS = 100_000  # reading ids remembered in memory for the fast duplicate check
+RECENT_PER_SENSOR = 20  # at least this many of each sensor's newest reading ids reloaded at start
 KEEP_RESOLVED = 1000
 WINDOW_RELOAD_S = 3 * 1200  # history reloaded into a sensor's rate window after a restart
+
+
+class _BadReading(Exception):
+    """The domain raised on the reading at this index of a batch (a bug)."""
+
+    def __init__(self, index: int):
+        super().__init__(index)
+        self.index = index
+
+
+@dataclass
+class _Done:
+    """One reading of a committed batch: whose, its identity, what it did, its alert changes."""
+
+    sensor: str
+    key: tuple[str, int, int]
+    result: IngestResult
+    changes: list[AlertChange]
 
 
 def _json(obj: Any) -> bytes:
@@ -110,16 +132,27 @@ class WaterService:
             for board in (d.id, *d.sirens):
                 self.followers.setdefault(board, []).append(d.id)
         self._recent: dict[tuple[str, int, int], None] = {}
+        self.listening_since: float | None = None
+        """When the broker link came back after a loss (Unix s); see WaterSensor.check."""
         self._sent_level: dict[str, bytes] = {}
         self._sent_siren: dict[str, tuple[bool, str | None]] = {}
         self._sent_config: dict[str, bytes] = {}
+        self._state_rows: set[str] = set()
+        """Sensors with a sensor_state row in the database (updated, not inserted)."""
         self._load()
+        # Redeliveries after a restart (the batch committed but not yet acknowledged when
+        # the process died, a board's resends) are then caught in memory, not by a failed
+        # commit; older repeats still are, by the applied_events key.
+        per_device = max(RECENT_PER_SENSOR, RECENT_EVENTS // max(len(self.devices), 1))
+        for key in self.store.recent_applied(list(self.devices), per_device):
+            self._recent[key] = None
 
     # -- building and restoring ------------------------------------------------------
     def _load(self) -> None:
         """Sensors and alerts from what is committed (start, or after an unexpected error)."""
         self.store.forget_cached_head()
         rows = self.store.load_sensor_states()
+        self._state_rows = set(rows)
         self.sensors = {}
         self.last_reading = {}
         for dev_id, dev in self.devices.items():
@@ -207,60 +240,145 @@ class WaterService:
 
     async def reading(self, dev: Any, msg: dict[str, Any]) -> None:
         """One validated `evt/reading` from a water board: applied at most once."""
-        key = (dev.id, msg["boot"], msg["seq"])
-        if key in self._recent:
-            self.metrics.duplicates.inc()
-            return
-        sensor = self.sensors[dev.id]
-        arrival = self.clock().timestamp()
-        ts = msg.get("ts")
-        if ts is None:
-            ts = int(arrival)
-        r = Reading(ts=ts, dist_mm=msg.get("dist_mm"), err=msg.get("err"), temp_c=msg.get("temp_c"),
-                    batt_mv=msg.get("batt_mv"), n=msg.get("n"))
-        try:
-            res = sensor.ingest(r, arrival)
-            changes = self._apply_events(res.events)
-        except Exception:
-            self._load()  # a bug in the middle: memory may be half-changed
-            raise
-        try:
-            with self.store.transaction() as conn:
-                self.store.record_applied(conn, dev.id, msg["boot"], msg["seq"], "reading", None,
-                                          self.clock())
-                if res.stored:
-                    self.store.save_reading(conn, {
-                        "sensor": dev.id, "ts": ts, "level_mm": res.level_mm, "dist_mm": msg.get("dist_mm"),
-                        "temp_c": msg.get("temp_c"), "batt_mv": msg.get("batt_mv"), "n": msg.get("n"),
-                        "accepted": res.accepted, "late": res.late, "reason": res.reason,
-                    })
-                if res.verdict is not None:
-                    v = res.verdict
-                    self.store.settle_held_reading(conn, dev.id, v.ts, v.accepted)
-                    if v.accepted:
-                        self.store.add_to_aggregate(conn, dev.id, v.ts, v.level_mm)
-                if res.accepted and res.level_mm is not None:
-                    self.store.add_to_aggregate(conn, dev.id, ts, res.level_mm)
-                self._save_state(conn, dev.id, arrival)
-                self._save_changes(conn, changes)
-        except Exception as e:
-            self._load()  # memory ran ahead of the database
-            if isinstance(e, sa.exc.IntegrityError) and self.store.applied(*key)[0]:
-                self._remember(key)
+        await self.readings([(dev, msg)])
+
+    async def readings(self, batch: list[tuple[Any, dict[str, Any]]]) -> None:
+        """Validated `evt/reading`s in arrival order, applied at most once each and committed
+        together in ONE transaction (group commit); outputs are published after the commit.
+
+        Readings of one sensor are ingested in their arrival order. A repeat that only the
+        database knows (memory was reset) makes the commit fail on the applied_events key:
+        memory is rebuilt from what is committed, the repeats are dropped and the rest is
+        applied again. A reading the domain chokes on (a bug) is logged and dropped alone.
+        """
+        todo: list[tuple[Any, dict[str, Any], tuple[str, int, int]]] = []
+        seen: set[tuple[str, int, int]] = set()
+        for dev, msg in batch:
+            key = (dev.id, msg["boot"], msg["seq"])
+            if key in self._recent or key in seen:
                 self.metrics.duplicates.inc()
+                continue
+            seen.add(key)
+            todo.append((dev, msg, key))
+        retried = False
+        while todo:
+            try:
+                done = self._commit_batch(todo)
+            except _BadReading as bad:
+                self._load()  # a bug in the middle: memory may be half-changed
+                dev, _, key = todo.pop(bad.index)
+                log.error("reading %s from %s could not be applied; dropped", key, dev.id, exc_info=bad.__cause__)
+                self.metrics.reject("handler_exception")
+                continue
+            except Exception as e:
+                self._load()  # memory ran ahead of the database
+                if isinstance(e, sa.exc.IntegrityError) and not retried:
+                    retried = True
+                    keep = []
+                    for item in todo:
+                        if self.store.applied(*item[2])[0]:
+                            self._remember(item[2])
+                            self.metrics.duplicates.inc()
+                        else:
+                            keep.append(item)
+                    todo = keep
+                    continue
+                log.exception("could not persist %d readings; water state reloaded", len(todo))
+                for _ in todo:
+                    self.metrics.reject("db_error")
                 return
-            log.exception("could not persist a reading from %s; water state reloaded", dev.id)
-            self.metrics.reject("db_error")
+            self._published(done)
             return
-        self._remember(key)
-        self.last_reading[dev.id] = arrival
-        self.metrics.readings.inc()
-        if res.reason is not None:
-            self.metrics.readings_rejected.labels(reason=res.reason).inc()
-            if not res.suspect:
-                log.info("reading from %s rejected: %s", dev.id, res.reason)
-        self._count_changes(changes)
-        self.publish_sensor(dev.id, config=res.config_changed)
+
+    def _commit_batch(self, todo: list[tuple[Any, dict[str, Any], tuple[str, int, int]]]) -> list[_Done]:
+        """Ingest every reading into its sensor, then write them all in one transaction."""
+        now = self.clock()
+        arrival = now.timestamp()
+        applied_rows: list[dict[str, Any]] = []
+        reading_rows: list[dict[str, Any]] = []
+        held_rows: dict[str, dict[str, Any]] = {}
+        settles: list[tuple[str, int, bool]] = []
+        buckets: dict[tuple[str, int], list[int]] = {}
+        done: list[_Done] = []
+
+        def count(sensor: str, ts: int, level: int) -> None:
+            b = buckets.get((sensor, ts - ts % AGGREGATE_S))
+            if b is None:
+                buckets[(sensor, ts - ts % AGGREGATE_S)] = [1, level, level, level]
+            else:
+                b[0] += 1
+                b[1] += level
+                b[2] = min(b[2], level)
+                b[3] = max(b[3], level)
+
+        for i, (dev, msg, key) in enumerate(todo):
+            ts = msg.get("ts")
+            if ts is None:
+                ts = int(arrival)
+            try:
+                res = self.sensors[dev.id].ingest(
+                    Reading(ts=ts, dist_mm=msg.get("dist_mm"), err=msg.get("err"), temp_c=msg.get("temp_c"),
+                            batt_mv=msg.get("batt_mv"), n=msg.get("n")), arrival)
+                changes = self._apply_events(res.events)
+            except Exception as e:
+                raise _BadReading(i) from e
+            applied_rows.append({"device_id": key[0], "boot": key[1], "seq": key[2], "kind": "reading",
+                                 "applied_at": now, "answer": None})
+            if res.verdict is not None:
+                v = res.verdict
+                held = held_rows.pop(dev.id, None)
+                if held is not None and held["ts"] == v.ts:
+                    held["accepted"] = v.accepted  # the held reading is in this batch: not written yet
+                else:
+                    settles.append((dev.id, v.ts, v.accepted))
+                if v.accepted:
+                    count(dev.id, v.ts, v.level_mm)
+            if res.stored:
+                row = {
+                    "sensor": dev.id, "ts": ts, "level_mm": res.level_mm, "dist_mm": msg.get("dist_mm"),
+                    "temp_c": msg.get("temp_c"), "batt_mv": msg.get("batt_mv"), "n": msg.get("n"),
+                    "accepted": res.accepted, "late": res.late, "reason": res.reason,
+                }
+                reading_rows.append(row)
+                if res.reason == "suspect_spike":
+                    held_rows[dev.id] = row
+            if res.accepted and res.level_mm is not None:
+                count(dev.id, ts, res.level_mm)
+            done.append(_Done(dev.id, key, res, changes))
+        touched = {d.sensor: None for d in done}
+        with self.store.transaction() as conn:
+            self.store.record_applied_many(conn, applied_rows)
+            for sensor, ts, accepted in settles:  # rows of earlier batches, before this batch's rows exist
+                self.store.settle_held_reading(conn, sensor, ts, accepted)
+            self.store.save_readings(conn, reading_rows)
+            self.store.add_to_aggregates(conn, [
+                {"sensor": k[0], "bucket": k[1], "n": v[0], "level_sum": v[1], "level_min": v[2], "level_max": v[3]}
+                for k, v in buckets.items()
+            ])
+            rows = [self._state_row(sensor, arrival) for sensor in touched]
+            self.store.save_sensor_states_many(conn, [r for r in rows if r["sensor"] in self._state_rows],
+                                               [r for r in rows if r["sensor"] not in self._state_rows])
+            self._save_changes(conn, [ch for d in done for ch in d.changes])
+        self._state_rows.update(touched)
+        for d in done:
+            self.last_reading[d.sensor] = arrival
+        return done
+
+    def _published(self, done: list[_Done]) -> None:
+        """After the commit: remember, count, stream and publish what the batch did."""
+        config: dict[str, bool] = {}
+        for d in done:
+            self._remember(d.key)
+            res = d.result
+            if res.reason is not None:
+                self.metrics.readings_rejected.labels(reason=res.reason).inc()
+                if not res.suspect:
+                    log.info("reading from %s rejected: %s", d.sensor, res.reason)
+            self._count_changes(d.changes)
+            config[d.sensor] = config.get(d.sensor, False) or res.config_changed
+        self.metrics.readings.inc(len(done))
+        for sensor, changed in config.items():
+            self.publish_sensor(sensor, config=changed)
 
     def _apply_events(self, events: list[AlertEvent]) -> list[AlertChange]:
         changes = []
@@ -271,14 +389,18 @@ class WaterService:
         return changes
 
     def _save_state(self, conn: sa.Connection, sensor_id: str, last_reading: float | None) -> None:
+        self.store.save_sensor_state(conn, self._state_row(sensor_id, last_reading))
+        self._state_rows.add(sensor_id)
+
+    def _state_row(self, sensor_id: str, last_reading: float | None) -> dict[str, Any]:
         s = self.sensors[sensor_id].state
-        row = {
+        return {
             "sensor": sensor_id, "status": s.status, "level_mm": s.level_mm, "rate_mm_h": s.rate_mm_h, "ts": s.ts,
-            "siren_on": s.siren_on, "offline": s.offline, "raised": json.dumps(s.raised, sort_keys=True),
+            "siren_on": s.siren_on, "offline": s.offline,
+            "raised": json.dumps(s.raised, sort_keys=True) if s.raised else "{}",
             "last_heard": s.last_heard,
             "last_reading": last_reading if last_reading is not None else self.last_reading.get(sensor_id),
         }
-        self.store.save_sensor_state(conn, row)
 
     def _save_changes(self, conn: sa.Connection, changes: list[AlertChange]) -> None:
         now = self.clock()
@@ -312,7 +434,7 @@ class WaterService:
         """The offline rule for every sensor; call every few seconds."""
         t = (now or self.clock()).timestamp()
         for sensor_id, sensor in self.sensors.items():
-            res = sensor.check(t)
+            res = sensor.check(t, self.listening_since)
             if not res.changed and not res.events:
                 continue
             changes = self._apply_events(res.events)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 from firmware.drivers.outputs.siren import Siren
@@ -16,6 +16,8 @@ from firmware.drivers.printer.escpos import EscPos
 from firmware.drivers.sensors.battery import Battery
 from firmware.drivers.sensors.ds18b20 import DS18B20
 from firmware.drivers.sensors.ultrasonic import JSNSR04T
+from simulator.clock import loop_time
+from simulator.flash import VirtualFlash
 from simulator.hw import VirtualADC, VirtualDS18X20, VirtualEcho, VirtualUART, decode_escpos
 
 # The parts a board of each role carries unless told otherwise (VirtualBoard(parts=...)).
@@ -97,16 +99,70 @@ class VirtualTextDisplay:
 
 
 class VirtualStorage:
-    """Flash: survives a power cycle of the virtual board (RAM does not)."""
+    """Flash as the firmware sees it (`board.storage`): text files under /data on the board's file tree.
 
-    def __init__(self) -> None:
-        self.files: dict[str, str] = {}
+    The tree (`flash`, a simulator.flash.VirtualFlash) survives a power cycle
+    of the virtual board (RAM does not) and is what the raw REPL (mpremote)
+    lists and copies. `files` is a name -> text view of /data, as before.
+    """
+
+    root = "/data"  # firmware/board/esp32.py FlashStorage keeps its files there too
+
+    def __init__(self, flash: VirtualFlash | None = None) -> None:
+        self.flash = flash if flash is not None else VirtualFlash()
+        if not self.flash.isdir(self.root):
+            self.flash.makedirs(self.root)
+        self.files = _DataFiles(self)
+
+    def _path(self, name: str) -> str:
+        return self.root + "/" + name
 
     def read(self, name: str) -> str | None:
-        return self.files.get(name)
+        try:
+            return self.flash.read_bytes(self._path(name)).decode("utf-8")
+        except (OSError, UnicodeError):
+            return None
 
     def write(self, name: str, text: str) -> None:
-        self.files[name] = text
+        """Stored whole or not at all; OSError(ENOSPC) when the flash is full."""
+        if not self.flash.isdir(self.root):
+            self.flash.makedirs(self.root)
+        self.flash.write_bytes(self._path(name), text.encode("utf-8"))
+
+    def fill(self, free_bytes: int = 0) -> None:
+        """Fill the flash until `free_bytes` are left: later writes raise OSError(28, ENOSPC)."""
+        self.flash.fill(free_bytes)
+
+
+class _DataFiles(MutableMapping[str, str]):
+    """name -> text of the files in /data (what tests used to read as a dict)."""
+
+    def __init__(self, storage: VirtualStorage):
+        self._s = storage
+
+    def __getitem__(self, name: str) -> str:
+        text = self._s.read(name)
+        if text is None:
+            raise KeyError(name)
+        return text
+
+    def __setitem__(self, name: str, text: str) -> None:
+        self._s.write(name, text)
+
+    def __delitem__(self, name: str) -> None:
+        try:
+            self._s.flash.remove(self._s._path(name))
+        except OSError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        flash = self._s.flash
+        root = self._s.root
+        names = flash.listdir(root) if flash.isdir(root) else []
+        return iter([n for n in names if not flash.isdir(root + "/" + n)])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
 
 
 class _PrinterUART(VirtualUART):
@@ -144,7 +200,7 @@ class _BatteryADC(VirtualADC):
 
 
 class _SirenPin:
-    """The siren relay's GPIO: each level change is logged with the host's monotonic time."""
+    """The siren relay's GPIO: each level change is logged with the loop's time (loop_time)."""
 
     def __init__(self, log: list[tuple[float, bool]]):
         self.level = 0
@@ -154,7 +210,7 @@ class _SirenPin:
         if v is not None:
             v = 1 if v else 0
             if v != self.level or not self.log:
-                self.log.append((time.monotonic(), bool(v)))
+                self.log.append((loop_time(), bool(v)))
             self.level = v
         return self.level
 
@@ -195,14 +251,14 @@ class VirtualBoard:
         # Water: the true distance is mount_mm - level; the echo adds noise and drops.
         self.mount_mm: int = int(settings.get("mount_mm", 4000))
         self._level_fn: Callable[[float], float] = lambda t: self.calm_level_mm
-        self._level_t0 = time.monotonic()
+        self._level_t0 = loop_time()
         self.echo = VirtualEcho(self.mount_mm, temp_c=28.0)
         self.ds18x20 = VirtualDS18X20(28.0)
         # Battery: drains from full at drain_mv_per_h (set 0 for mains or a panel that keeps up).
         self.battery_start_mv: float = self.battery_full_mv
         self.drain_mv_per_h: float = 10.0  # a cloudy week: the panel does not keep up
-        self._battery_t0 = time.monotonic()
-        self.siren_history: list[tuple[float, bool]] = []  # (host monotonic s, on)
+        self._battery_t0 = loop_time()
+        self.siren_history: list[tuple[float, bool]] = []  # (loop_time() s, on)
 
     # -- board API used by the firmware --------------------------------------
     def pin(self, name: str) -> VirtualPin:
@@ -319,7 +375,7 @@ class VirtualBoard:
     def set_level_curve(self, fn: Callable[[float], float], **echo: float) -> None:
         """Level (mm) as fn(seconds since this call); `echo` as in set_echo."""
         self._level_fn = fn
-        self._level_t0 = time.monotonic()
+        self._level_t0 = loop_time()
         self.set_echo(**echo)
 
     def set_echo(self, noise_mm: float | None = None, drop_rate: float | None = None,
@@ -334,7 +390,7 @@ class VirtualBoard:
 
     def level_mm(self) -> float:
         """The true water level now."""
-        return self._level_fn(time.monotonic() - self._level_t0)
+        return self._level_fn(loop_time() - self._level_t0)
 
     @property
     def air_temp_c(self) -> float | None:
@@ -353,13 +409,13 @@ class VirtualBoard:
 
     def battery_mv(self) -> float:
         """Battery voltage now: drained from battery_start_mv at drain_mv_per_h."""
-        hours = (time.monotonic() - self._battery_t0) / 3600
+        hours = (loop_time() - self._battery_t0) / 3600
         return max(self.battery_empty_mv, self.battery_start_mv - self.drain_mv_per_h * hours)
 
     def set_battery(self, mv: float, drain_mv_per_h: float | None = None) -> None:
         """The battery reads `mv` now and drains from there."""
         self.battery_start_mv = mv
-        self._battery_t0 = time.monotonic()
+        self._battery_t0 = loop_time()
         if drain_mv_per_h is not None:
             self.drain_mv_per_h = drain_mv_per_h
 
@@ -388,7 +444,7 @@ class VirtualBoard:
     def feed_watchdog(self) -> None:
         """Feed the virtual WDT; like the ESP32's, it starts on the first feed."""
         hw = self._runtime_hw()
-        hw.fed = time.monotonic()
+        hw.fed = loop_time()
         hw.feeds += 1
         if hw.timer is None:
             hw.timer = asyncio.get_running_loop().call_later(self.watchdog_timeout_s, self._watchdog_check)
@@ -396,7 +452,7 @@ class VirtualBoard:
     def _watchdog_check(self) -> None:
         hw = self._runtime_hw()
         hw.timer = None
-        left = hw.fed + self.watchdog_timeout_s - time.monotonic()
+        left = hw.fed + self.watchdog_timeout_s - loop_time()
         if left > 0:
             hw.timer = asyncio.get_running_loop().call_later(left, self._watchdog_check)
             return
@@ -417,10 +473,36 @@ class VirtualBoard:
 
     def _reboot(self, reason: str) -> None:
         self.resets.append(reason)
-        self.storage.write("reset_reason", reason)
+        try:
+            self.storage.write("reset_reason", reason)
+        except OSError:
+            pass  # a full flash: the chip resets all the same
         self.stop_watchdog()
         if self.on_reset is not None:
             self.on_reset(reason)
+
+    # --- deep sleep ---
+    on_sleep: Callable[[int], None] | None = None  # set by the Fleet: power off, boot again after ms
+
+    def deep_sleep(self, ms: int) -> None:
+        """machine.deepsleep(ms): power off now (RAM lost, flash kept), wake after ms.
+
+        The next boot's reset_cause() is "deepsleep". The firmware's task ends
+        when the Fleet powers the board off; without a Fleet nothing wakes it."""
+        self.sleeps.append(ms)
+        self.__dict__["_wake_cause"] = "deepsleep"
+        self.stop_watchdog()
+        if self.on_sleep is not None:
+            self.on_sleep(ms)
+
+    @property
+    def sleeps(self) -> list[int]:
+        """Every deep sleep the firmware asked for (ms), oldest first."""
+        return self.__dict__.setdefault("_sleeps", [])
+
+    def reset_cause(self) -> str:
+        """Why the chip restarted, when no reason was kept in flash: "deepsleep" after a wake, else "power"."""
+        return str(self.__dict__.pop("_wake_cause", "power"))
 
     def led_pattern(self, name: str) -> None:
         """The status LED switched to pattern name (recorded, see led and led_history)."""

@@ -43,6 +43,7 @@ class Fleet:
         self._reboots: set[asyncio.Task[None]] = set()  # power cycles a board's reset asked for
         self._stopping = False
         self._pending_on: dict[str, asyncio.TimerHandle] = {}  # staggered power-ons still to come
+        self.on_boot: Callable[[VirtualBoard], None] | None = None  # called after each boot, before it runs
         ids = device_ids if device_ids is not None else [d.id for d in cfg.devices]
         for dev_id in ids:
             settings = board_settings(cfg, dev_id, broker_host, broker_port)
@@ -97,11 +98,14 @@ class Fleet:
             pending.cancel()  # powered on by hand before its staggered turn
         board = self.boards[dev_id]
         board.on_reset = lambda reason, d=dev_id: self._schedule_reboot(d)
+        board.on_sleep = lambda ms, d=dev_id: self._schedule_wake(d, ms)
         try:
             board.device = boot(board)
         except ValueError as e:  # a role this firmware build cannot run: the rest of the fleet goes on
             log.error("virtual board %s cannot boot: %s", dev_id, e)
             return
+        if self.on_boot is not None:
+            self.on_boot(board)
         task = asyncio.create_task(run_device(board.device), name=f"board:{dev_id}")
         task.add_done_callback(self._board_done)
         self._tasks[dev_id] = task
@@ -137,6 +141,20 @@ class Fleet:
         task = asyncio.get_running_loop().create_task(self.reboot(dev_id), name=f"reboot:{dev_id}")
         self._reboots.add(task)
         task.add_done_callback(self._reboots.discard)
+
+    def _schedule_wake(self, dev_id: str, ms: int) -> None:
+        # machine.deepsleep(): power off now (RAM lost, flash kept), boot again after ms.
+        if self._stopping:
+            return
+        task = asyncio.get_running_loop().create_task(self._sleep_and_wake(dev_id, ms), name=f"sleep:{dev_id}")
+        self._reboots.add(task)
+        task.add_done_callback(self._reboots.discard)
+
+    async def _sleep_and_wake(self, dev_id: str, ms: int) -> None:
+        await self.power_off(dev_id)
+        await asyncio.sleep(ms / 1000)
+        if not self._stopping:
+            self.power_on(dev_id)
 
     async def stop(self) -> None:
         """Power every board off (and keep it off)."""

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from controller.api.routes import (
     alerts,
     auth,
+    devices,
     events,
     health,
     metrics,
@@ -29,7 +30,7 @@ def create_app(controller: Any) -> FastAPI:
     app = FastAPI(title="Sigap", version=controller.version, docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.controller = controller
     routers = (
-        health, sites, queues, tickets, sensors, alerts, auth, events, metrics, pages,
+        health, sites, queues, tickets, sensors, devices, alerts, auth, events, metrics, pages,
     )
     for module in routers:
         r = module.router

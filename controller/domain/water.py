@@ -607,14 +607,21 @@ class WaterSensor:
         self._filter_and_apply(reading.ts, res.level_mm, now, res)
         return self._finish(res, start_status, start_siren, start_fast)
 
-    def check(self, now: float) -> CheckResult:
-        """The offline rule; call periodically (e.g. every few seconds)."""
+    def check(self, now: float, listening_since: float | None = None) -> CheckResult:
+        """The offline rule; call periodically (e.g. every few seconds).
+
+        ``listening_since``: when the controller's broker link last came back
+        after a loss. The time it could not hear does not count against a
+        sensor: it gets the full 3 × interval from then (its backlog is on
+        its way), so a broker outage raises no offline alert for every board."""
         s = self.state
         res = CheckResult(offline=s.offline)
         if s.last_heard is None:
             s.last_heard = now
             return res
         deadline = self.offline_at()
+        if deadline is not None and listening_since is not None:
+            deadline = max(deadline, listening_since + OFFLINE_FACTOR * self.expected_interval_s())
         if not s.offline and deadline is not None and now >= deadline:
             s.offline = res.offline = res.changed = True
             self._raise("offline", "offline", now, res.events)

@@ -19,6 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from controller.store.tables import (
     alerts,
@@ -109,6 +111,69 @@ _UPDATE_HEAD = audit_head.update().where(audit_head.c.one == 1)
 _INSERT_READING = readings.insert()
 _UPDATE_SENSOR = sensor_state.update().where(sensor_state.c.sensor == sa.bindparam("b_sensor"))
 _INSERT_SENSOR = sensor_state.insert()
+
+
+def _upsert_aggregate(insert: Any) -> Any:
+    """INSERT … ON CONFLICT (sensor, bucket) DO UPDATE merging a partial bucket; same
+    construct for SQLite (3.24+) and PostgreSQL."""
+    t = readings_5min
+    stmt = insert(t)
+    x = stmt.excluded
+    return stmt.on_conflict_do_update(index_elements=[t.c.sensor, t.c.bucket], set_={
+        "n": t.c.n + x.n,
+        "level_sum": t.c.level_sum + x.level_sum,
+        "level_min": sa.case((t.c.level_min > x.level_min, x.level_min), else_=t.c.level_min),
+        "level_max": sa.case((t.c.level_max < x.level_max, x.level_max), else_=t.c.level_max),
+    })
+
+
+class _Bulk:
+    """One INSERT or UPDATE run for many rows with the driver's own executemany.
+
+    SQLAlchemy's executemany converts every row's parameters in Python and costs
+    more per row than SQLite itself; here each column's bind processor (e.g.
+    datetimes as text on SQLite) is looked up once and applied directly. The
+    statement is compiled once per dialect; works with any paramstyle.
+    """
+
+    def __init__(self, stmt: Any, keys: list[str]):
+        self.stmt = stmt
+        self.keys = keys
+        self._compiled: dict[str, tuple[str, list[str], list[Any], bool]] = {}
+
+    def _for(self, dialect: sa.Dialect) -> tuple[str, list[str], list[Any], bool]:
+        c = self._compiled.get(dialect.name)
+        if c is None:
+            compiled = self.stmt.compile(dialect=dialect, column_keys=self.keys)
+            names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
+            procs = [compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+            c = self._compiled[dialect.name] = (str(compiled), names, procs, bool(compiled.positional))
+        return c
+
+    def run(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Execute for every row (each a dict with at least the statement's parameter names)."""
+        if not rows:
+            return
+        sql, names, procs, positional = self._for(conn.dialect)
+        pairs = list(zip(names, procs, strict=True))
+        if positional:
+            params: list[Any] = [tuple(r[n] if p is None or r[n] is None else p(r[n]) for n, p in pairs)
+                                 for r in rows]
+        else:
+            params = [{n: r[n] if p is None or r[n] is None else p(r[n]) for n, p in pairs} for r in rows]
+        conn.exec_driver_sql(sql, params)
+
+
+_BULK_APPLIED = _Bulk(applied_events.insert(), ["device_id", "boot", "seq", "kind", "applied_at", "answer"])
+_BULK_READING = _Bulk(readings.insert(), ["sensor", "ts", "level_mm", "dist_mm", "temp_c", "batt_mv", "n", "accepted",
+                                          "late", "reason"])
+_SENSOR_COLS = ["status", "level_mm", "rate_mm_h", "ts", "siren_on", "offline", "raised", "last_heard", "last_reading"]
+_BULK_SENSOR_UPDATE = _Bulk(
+    sensor_state.update().where(sensor_state.c.sensor == sa.bindparam("b_sensor"))
+    .values({c: sa.bindparam(c) for c in _SENSOR_COLS}), ["b_sensor", *_SENSOR_COLS])
+_AGGREGATE_KEYS = ["sensor", "bucket", "n", "level_sum", "level_min", "level_max"]
+_UPSERT_AGGREGATE = {"sqlite": _Bulk(_upsert_aggregate(sqlite_insert), _AGGREGATE_KEYS),
+                     "postgresql": _Bulk(_upsert_aggregate(pg_insert), _AGGREGATE_KEYS)}
 _UPDATE_ALERT = alerts.update().where(alerts.c.id == sa.bindparam("b_id"))
 _INSERT_ALERT = alerts.insert()
 
@@ -363,6 +428,55 @@ class Store:
         res = conn.execute(_UPDATE_SENSOR, {"b_sensor": row["sensor"], **row})
         if res.rowcount == 0:
             conn.execute(_INSERT_SENSOR, row)
+
+    # -- water, a batch at a time (group commit) ---------------------------------------------
+    def record_applied_many(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Remember many applied events at once (in the caller's transaction); each row as
+        record_applied's arguments: device_id, boot, seq, kind, applied_at, answer."""
+        _BULK_APPLIED.run(conn, rows)
+
+    def recent_applied(self, device_ids: list[str], per_device: int) -> list[tuple[str, int, int]]:
+        """Identities of each device's newest applied events (at most per_device each, oldest
+        first), read backwards along the primary key: no scan of the whole table."""
+        t = applied_events
+        q = (sa.select(t.c.boot, t.c.seq).where(t.c.device_id == sa.bindparam("dev"))
+             .order_by(t.c.boot.desc(), t.c.seq.desc()).limit(per_device))
+        out: list[tuple[str, int, int]] = []
+        with self.engine.connect() as conn:
+            for dev in device_ids:
+                out.extend(reversed([(dev, r.boot, r.seq) for r in conn.execute(q, {"dev": dev})]))
+        return out
+
+    def save_readings(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Append many readings to the history (in the caller's transaction)."""
+        _BULK_READING.run(conn, rows)
+
+    def add_to_aggregates(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Merge partial 5-minute buckets (sensor, bucket, n, level_sum, level_min, level_max)
+        into readings_5min (in the caller's transaction): one upsert for them all."""
+        if not rows:
+            return
+        t = readings_5min
+        name = conn.dialect.name
+        if name not in ("sqlite", "postgresql"):
+            for r in rows:
+                res = conn.execute(
+                    t.update().where(t.c.sensor == r["sensor"], t.c.bucket == r["bucket"]).values(
+                        n=t.c.n + r["n"], level_sum=t.c.level_sum + r["level_sum"],
+                        level_min=sa.case((t.c.level_min > r["level_min"], r["level_min"]), else_=t.c.level_min),
+                        level_max=sa.case((t.c.level_max < r["level_max"], r["level_max"]), else_=t.c.level_max),
+                    ))
+                if res.rowcount == 0:
+                    conn.execute(t.insert().values(**r))
+            return
+        _UPSERT_AGGREGATE[name].run(conn, rows)
+
+    def save_sensor_states_many(self, conn: sa.Connection, update: list[dict[str, Any]],
+                                insert: list[dict[str, Any]]) -> None:
+        """Many sensors' current state: rows known to exist are updated, the others inserted."""
+        _BULK_SENSOR_UPDATE.run(conn, [{"b_sensor": r["sensor"], **r} for r in update])
+        if insert:
+            conn.execute(_INSERT_SENSOR, insert)
 
     def load_sensor_states(self) -> dict[str, dict[str, Any]]:
         """Every stored sensor state by sensor id."""

@@ -3,8 +3,11 @@
 # MicroPython has time.ticks_ms()/ticks_diff()/ticks_add(): a counter that wraps
 # (at 2**30 ms on most ports, ~12.4 days) and must only be compared through
 # ticks_diff(). CPython has none of them, so the same wrapping arithmetic is
-# built on time.monotonic_ns(). The platform is decided once, at import; code
-# that uses this module never asks which one it runs on.
+# built on the running asyncio loop's clock when a loop runs (so a simulator
+# loop whose clock runs faster, simulator/clock.py, speeds the firmware's
+# timers and its sleeps alike), else on time.monotonic_ns(). The platform is
+# decided once, at import; code that uses this module never asks which one it
+# runs on.
 import asyncio
 import time
 
@@ -20,10 +23,18 @@ else:
     # CPython only. Looked up by name because this module is type-checked
     # against MicroPython's time stubs, which rightly have no monotonic_ns.
     _monotonic_ns = getattr(time, "monotonic_ns")  # noqa: B009 (see above)
+    _running_loop = getattr(asyncio, "get_running_loop")  # noqa: B009 (CPython only, as above)
 
     def ticks_ms():
-        """Milliseconds from an arbitrary origin, wrapping at 2**30."""
-        return (_monotonic_ns() // 1000000) & _MASK
+        """Milliseconds from an arbitrary origin, wrapping at 2**30.
+
+        On the running loop's clock (an ordinary loop's is time.monotonic(),
+        so both sources agree there), else on the monotonic clock."""
+        try:
+            ms = int(_running_loop().time() * 1000)
+        except RuntimeError:  # no loop runs: the host's clock
+            ms = _monotonic_ns() // 1000000
+        return ms & _MASK
 
     def ticks_add(a, d):
         """The tick value d milliseconds after a (d may be negative)."""

@@ -22,15 +22,24 @@
 # touches MQTT or flash directly, only this Device and the board's drivers.
 # What a role may use of the Device:
 #   device.emit(kind, msg) -> seq     an event, numbered and queued (QoS 1)
+#   device.stamp(msg) -> seq          number an event only (a role that spools it on flash)
+#   await device.send(kind, msg)      publish a numbered event now, until PUBACK
+#                                     (MQTTError when the link is down or fails)
+#   device.write(name, text) -> bool  a flash write that survives a full flash
+#                                     (counted in device.flash_errors, logged once)
 #   device.settings, .board, .id, .prefix, .boot
 #   device.time()                     Unix seconds, or None while unsynced
 #   device.online()                   the broker link is up
+#   await device.wait_online()        until it is
 #   device.health.expect(name, ms) / device.health.beat(name)
 #                                     a heartbeat the watchdog then requires
 #   FlashQueue(storage, name, n)      bounded queue on flash (firmware.core.flashqueue)
-#   await device.close()              clean offline state + DISCONNECT (deep sleep)
+#   await device.close()              clean offline state + DISCONNECT
+#   await device.sleep(ms)            offline state with sleep_s, DISCONNECT, then
+#                                     board.deep_sleep(): does not return on hardware
 import asyncio
 import json
+import random
 
 from firmware.core import clock
 from firmware.core import settings as config
@@ -58,6 +67,7 @@ class Device:
 
     def __init__(self, board):
         self.board = board
+        self.flash_errors = 0  # flash writes that failed (OSError: full flash, worn block)
         good = board.storage.read(config.SETTINGS_GOOD)
         s, errors, source = config.choose_settings(board.settings, good)
         self.settings_source = source  # "file", "good" (fallback) or None (unconfigured)
@@ -122,7 +132,13 @@ class Device:
             n = int(raw) + 1 if raw else 1
         except ValueError:
             n = 1
-        self.board.storage.write(BOOT_FILE, str(n))
+        if not self.write(BOOT_FILE, str(n)):
+            # A full flash: the next boot would read the same old count and
+            # reuse n, and the controller would drop its events as duplicates
+            # of this boot's. A random step above the last kept count makes
+            # such a clash unlikely (1 in 65536) while it stays above every
+            # boot the flash remembers. Reported as flash_err in the birth.
+            n += random.getrandbits(16)
         return n
 
     def _take_reset_reason(self):
@@ -133,7 +149,7 @@ class Device:
         storage = self.board.storage
         raw = storage.read(RESET_FILE)
         if raw:
-            storage.write(RESET_FILE, "")
+            self.write(RESET_FILE, "")
             return raw.strip()[:24]
         cause = getattr(self.board, "reset_cause", None)
         return cause() if cause is not None else "power"
@@ -143,9 +159,24 @@ class Device:
         self._good_saved = True
         try:
             if not config.same_settings(self.board.storage.read(config.SETTINGS_GOOD), self.settings):
-                self.board.storage.write(config.SETTINGS_GOOD, json.dumps(self.settings))
-        except Exception:  # a full flash must not take the link down
+                self.write(config.SETTINGS_GOOD, json.dumps(self.settings))
+        except Exception:  # a settings copy that does not encode must not take the link down
             pass
+
+    def write(self, name, text):
+        """storage.write(name, text); False (counted, logged the first time) when flash refuses.
+
+        A full flash (OSError 28, ENOSPC) or a worn block must not stop a
+        board: it goes on without what it could not keep, and says so in its
+        birth ("flash_err")."""
+        try:
+            self.board.storage.write(name, text)
+            return True
+        except OSError as e:
+            self.flash_errors += 1
+            if self.flash_errors == 1:
+                self.log("flash write failed (" + name + "): " + str(e))
+            return False
 
     # -- what a role uses --------------------------------------------------------
 
@@ -165,23 +196,51 @@ class Device:
     def birth(self):
         """The birth state message (retained); "reset" and "cfg_err" are extra fields."""
         extra = {"reset": self.reset_reason}
+        if self.flash_errors:
+            extra["flash_err"] = self.flash_errors
+        fields = getattr(self.role, "birth_fields", None)
+        if fields is not None:
+            extra.update(fields())  # e.g. a water board's unsent and lost readings
         if self.cfg_errors:
             extra["cfg_err"] = config.reported(self.cfg_errors)
         return wire.birth(
             self.role_name, FW_VERSION, self.boot, self.board.rssi(), self.board.heap_free(), self.uptime_s(), **extra
         )
 
+    def stamp(self, msg):
+        """Number an event with this boot's (boot, seq); returns its seq."""
+        self.seq += 1
+        msg["boot"] = self.boot
+        msg["seq"] = self.seq
+        return self.seq
+
     def emit(self, kind, msg):
         """Number an event with (boot, seq) and queue it for QoS 1 delivery; returns its seq."""
         mqtt = self.mqtt
         if mqtt is None:
             raise ValueError("unconfigured board: no events")
-        self.seq += 1
-        msg["boot"] = self.boot
-        msg["seq"] = self.seq
+        self.stamp(msg)
         payload = wire.encode(msg, wire.MAX_DEVICE_PAYLOAD)
         mqtt.publish(wire.dev_topic(self.prefix, self.id, "evt/" + kind), payload, False, 1)
         return self.seq
+
+    async def wait_online(self):
+        """Return once the broker link is up."""
+        if self.mqtt is None:
+            raise ValueError("unconfigured board: no link")
+        await self.mqtt.wait_connected()
+
+    async def send(self, kind, msg):
+        """Publish an already numbered event now and wait for its PUBACK.
+
+        For events a role keeps on flash until delivered (the water board's
+        readings keep their original boot and seq across reboots). Raises
+        MQTTError when the link is down or fails before the PUBACK."""
+        mqtt = self.mqtt
+        if mqtt is None:
+            raise ValueError("unconfigured board: no events")
+        payload = wire.encode(msg, wire.MAX_DEVICE_PAYLOAD)
+        await mqtt.publish_now(wire.dev_topic(self.prefix, self.id, "evt/" + kind), payload, False, 1)
 
     # -- MQTT callbacks ------------------------------------------------------------
 
@@ -233,11 +292,26 @@ class Device:
 
     async def close(self):
         """Clean shutdown: publish the offline state, then DISCONNECT (no Will fires)."""
+        await self._close(wire.offline(self.boot))
+
+    async def _close(self, state):
         self.closing = True
         if self.mqtt is None:
             return
-        final = (self.state_topic, wire.encode(wire.offline(self.boot), wire.MAX_DEVICE_PAYLOAD), True, 1)
+        final = (self.state_topic, wire.encode(state, wire.MAX_DEVICE_PAYLOAD), True, 1)
         await self.mqtt.close(final)
+
+    async def sleep(self, ms):
+        """Deep sleep for ms: offline state {"online": false, "boot", "sleep_s"}
+        (retained; sleep_s rounded up), clean DISCONNECT (no Will), then
+        board.deep_sleep(ms).
+
+        RAM is lost; the board boots again when it wakes (reset cause
+        "deepsleep"). On hardware this does not return; a virtual board
+        returns and the Fleet ends this boot."""
+        await self._close(wire.offline(self.boot, (ms + 999) // 1000))
+        self.log("deep sleep " + str(ms) + " ms")
+        self.board.deep_sleep(ms)
 
     # -- supervision ---------------------------------------------------------------
 

@@ -39,7 +39,12 @@ TUNABLES = (
     ("watchdog_ms", 2000, 600000),  # hardware watchdog period
     ("mqtt_backoff_max_s", 1, 3600),  # cap of the MQTT reconnect back-off
     ("ntp_resync_s", 60, 604800),  # re-sync the clock this often
+    ("awake_max_s", 1, 3600),  # water, deep sleep: longest wake waiting for the link
+    ("spool_max", 1, 10000),  # water: unsent readings kept on flash
+    ("spool_chunk", 1, 64),  # water: readings per spool chunk (two chunks in RAM)
 )
+# Optional boolean tunables, dropped and reported when not true/false.
+BOOL_TUNABLES = ("sleep",)  # water: deep sleep between readings
 
 MAX_REPORTED = 6  # cfg_err entries in a birth: the payload must stay under 1024 bytes
 
@@ -101,6 +106,10 @@ def validate_settings(d):
             del s[key]
         elif not lo <= v <= hi:
             errors.append("range:" + key)
+            del s[key]
+    for key in BOOL_TUNABLES:
+        if s.get(key) is not None and type(s[key]) is not bool:
+            errors.append("type:" + key)
             del s[key]
     if fatal:
         return None, errors

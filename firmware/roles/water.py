@@ -7,8 +7,18 @@
 # reads the battery and publishes a `reading` (CONTRACT §1):
 #   {"ts": 1763880000, "dist_mm": 1830, "temp_c": 28.5, "batt_mv": 3950, "n": 5}
 # with "err": "no_echo" instead of dist_mm when the burst gave no honest
-# distance, and no ts while the clock is not synced. Offline, readings wait in
-# the runtime's outbox and go out with their original ts after reconnecting.
+# distance, and no ts while the clock is not synced.
+#
+# Unsent readings live on flash. Each reading is numbered (boot, seq) at once
+# and appended to a Spool (firmware/core/flashqueue.py): bounded (spool_max,
+# default 288 = a day at 300 s), two chunks of it in RAM, the OLDEST kept when
+# full and the refused ones counted ("lost", in every reading and the birth
+# once non-zero). One sender task publishes the spool's head while the link is
+# up and takes it off flash only on its PUBACK: readings reach the controller
+# in order, with their original ts, boot and seq, across network cuts,
+# reboots and power cuts (a reading from an earlier boot keeps that boot; the
+# controller applies each (boot, seq) once, so a resend after a power cut
+# between PUBACK and the flash write is harmless).
 #
 # The siren is decided HERE first, so it works with no network at all:
 #   local rule  on when level = mount_mm - dist_mm >= siren_mm (at once); off
@@ -23,15 +33,24 @@
 # hold_s) applies at once and is kept in flash ("water.json"), so a board
 # that reboots with no network still uses the last configuration it got.
 #
-# Deep sleep between readings (settings `deep_sleep`) is not done here yet:
-# the board stays awake and connected.
+# Deep sleep (settings `sleep: true`, a battery board): each wake is a boot.
+# The board measures (siren first), spools the reading, waits for the link
+# and the spool to empty (at most awake_max_s, default 30), then publishes
+# {"online": false, "boot": N, "sleep_s": S} retained, DISCONNECTs cleanly
+# (no Will) and deep-sleeps until the next reading is due. No network: it
+# sleeps anyway after awake_max_s and the readings wait on flash. The siren
+# keeps it awake: while the local rule or the controller wants the siren, the
+# board stays up and reads at fast_interval_s (the siren must sound, and the
+# hold needs the RAM that deep sleep loses); it sleeps again once it is off.
 import asyncio
 import json
 
 from firmware.core import clock
+from firmware.core.flashqueue import Spool
 
 CONFIG_KEYS = ("interval_s", "fast_interval_s", "mount_mm", "siren_mm", "hysteresis_mm", "hold_s")
 CONFIG_FILE = "water.json"
+SPOOL_FILE = "readings"  # Spool files: readings.m, readings.0, readings.1, ...
 # MicroPython has no builtin TimeoutError; asyncio's own class exists on both.
 _Timeout = asyncio.TimeoutError
 
@@ -51,6 +70,10 @@ class WaterRole:
     hysteresis_mm = 50
     hold_s = 600
     rise_mm = 20  # a level this much above the previous reading counts as rising
+    spool_max = 288  # unsent readings kept on flash: a day at interval_s 300
+    spool_chunk = 16  # readings per chunk file (two chunks are in RAM: ~3.5 KB)
+    awake_max_s = 30  # a sleeping board's longest wake waiting for the link
+    min_sleep_ms = 1000  # a wake that outlasted the period still sleeps this long
 
     def __init__(self, device):
         self.device = device
@@ -82,6 +105,15 @@ class WaterRole:
         self.failures = 0  # readings with no distance
         self.errors = 0  # exceptions from a driver during a sample
         self.wake = asyncio.Event()  # a new config or siren command: re-plan the wait
+        self.sleep = s.get("sleep") is True and getattr(board, "deep_sleep", None) is not None
+        self.awake_max_ms = (s.get("awake_max_s") or self.awake_max_s) * 1000
+        self.spool = Spool(board.storage, SPOOL_FILE, s.get("spool_max") or self.spool_max,
+                           s.get("spool_chunk") or self.spool_chunk)
+        self.queued = asyncio.Event()  # a reading went into the spool
+        self.emptied = asyncio.Event()  # the sender found the spool empty
+        self.sent = 0  # readings delivered (PUBACK) by this boot
+        self.send_failures = 0
+        self.bad = 0  # spooled readings that could not be encoded: dropped
         self.display.show(["SIGAP", "Pos pantau air"])
 
     # --- configuration ----------------------------------------------------------
@@ -123,7 +155,7 @@ class WaterRole:
                 self.saved[k] = v
                 changed = True
         if changed:
-            self.board.storage.write(CONFIG_FILE, json.dumps(self.saved))
+            self.device.write(CONFIG_FILE, json.dumps(self.saved))  # a full flash: applied, not kept
         self.apply()
         if self.dist is not None and self.mount_mm is not None:
             self.level = self.mount_mm - self.dist
@@ -221,10 +253,80 @@ class WaterRole:
         if batt is not None:
             msg["batt_mv"] = batt
         msg["n"] = n
+        if self.spool.dropped:
+            msg["lost"] = self.spool.dropped  # readings the full spool refused before this one
         self.readings += 1
-        self.device.emit("reading", msg)
+        self.device.stamp(msg)
+        self.spool.append(msg)
+        self.queued.set()
         self.show()
         return msg
+
+    def birth_fields(self):
+        """Extra birth fields: unsent and lost readings, failed flash writes."""
+        out = {"unsent": len(self.spool)}
+        if self.spool.dropped:
+            out["lost"] = self.spool.dropped
+        errors = self.device.flash_errors + self.spool.write_errors
+        if errors:
+            out["flash_err"] = errors
+        return out
+
+    # --- delivery ---------------------------------------------------------------
+    async def _send_loop(self):
+        """The spool's head to the broker, in order, each off flash on its PUBACK."""
+        device = self.device
+        spool = self.spool
+        while True:
+            item = spool.peek()
+            if item is None:
+                self.emptied.set()
+                self.queued.clear()
+                await self.queued.wait()
+                continue
+            self.emptied.clear()
+            if not device.online():
+                await device.wait_online()
+                continue
+            try:
+                await device.send("reading", item)
+            except Exception:  # MQTTError (link down): sent again after the reconnect
+                self.send_failures += 1
+                if device.online():
+                    # The link holds, so the reading itself is at fault (too large
+                    # to encode): drop it, or it would block the spool for ever.
+                    self.bad += 1
+                    spool.pop()
+                continue
+            spool.pop()
+            self.sent += 1
+
+    async def _flush(self, t0):
+        """A sleeping board's wake: until the spool is empty on a live link, at most awake_max_s."""
+        left = self.awake_max_ms - clock.ticks_diff(clock.ticks_ms(), t0)
+        if left <= 0:
+            return
+        try:
+            await asyncio.wait_for(self._delivered(), left / 1000)
+        except _Timeout:
+            pass
+
+    async def _delivered(self):
+        while len(self.spool) or not self.device.online():
+            if len(self.spool):
+                self.emptied.clear()
+                await self.emptied.wait()
+            else:
+                await self.device.wait_online()
+
+    def may_sleep(self):
+        """A sleeping board sleeps only while no one wants the siren."""
+        return self.sleep and not (self.local or self.remote)
+
+    def sleep_ms(self):
+        """From now until the next reading is due, this wake counted (at least min_sleep_ms)."""
+        left = self.period_ms() - clock.ticks_diff(clock.ticks_ms(), self.device.started)
+        return left if left > self.min_sleep_ms else self.min_sleep_ms
 
     def show(self):
         top = "-- mm" if self.level is None else str(self.level) + " mm"
@@ -243,11 +345,22 @@ class WaterRole:
                 return
 
     async def run(self):
-        """A reading every period, forever."""
-        while True:
-            t0 = clock.ticks_ms()
-            try:
-                await self.sample()
-            except Exception:  # a driver fault must not end the loop (or the siren rule)
-                self.errors += 1
-            await self._pause(t0)
+        """A reading every period, forever; with `sleep`, deep sleep between them."""
+        sender = asyncio.create_task(self._send_loop())
+        try:
+            while True:
+                t0 = clock.ticks_ms()
+                try:
+                    await self.sample()
+                except Exception:  # a driver fault must not end the loop (or the siren rule)
+                    self.errors += 1
+                if self.may_sleep():
+                    await self._flush(t0)
+                    if self.may_sleep():  # a retained cmd/siren may have come with the link
+                        await self.device.sleep(self.sleep_ms())
+                        # Only a virtual board gets here: its Fleet ends this boot.
+                        while True:
+                            await asyncio.sleep(3600)
+                await self._pause(t0)
+        finally:
+            sender.cancel()

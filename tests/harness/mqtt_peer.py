@@ -64,7 +64,8 @@ class MqttPeer:
     """One MQTT 3.1.1 client for a test: publish anything, collect what arrives per topic."""
 
     def __init__(self, port: int, client_id: str, *, prefix: str = wire.DEFAULT_PREFIX, boot: int = 1,
-                 will: tuple[str, Payload] | None = None, host: str = "127.0.0.1"):
+                 will: tuple[str, Payload] | None = None, host: str = "127.0.0.1",
+                 username: str | None = None, password: str | None = None):
         self.client_id = client_id
         self.prefix = prefix
         self.boot = boot
@@ -73,6 +74,8 @@ class MqttPeer:
             host,
             port,
             identifier=client_id,
+            username=username,
+            password=password,
             protocol=aiomqtt.ProtocolVersion.V311,
             clean_session=True,
             keepalive=30,

@@ -45,8 +45,10 @@ async function child(role) {
       mp.FS.unlink(path.posix.join(LIB, mod.replace(/\.mpy$/, ".py")));
     }
   }
+  const modules = process.env.HEAP_CODE_MODULES;
+  const call = modules ? `code(${JSON.stringify(modules.split(","))})` : `main(${JSON.stringify(role)})`;
   try {
-    await mp.runPythonAsync(`import heap_roles\n_result = await heap_roles.main(${JSON.stringify(role)})\n`);
+    await mp.runPythonAsync(`import heap_roles\n_result = await heap_roles.${call}\n`);
     print(RESULT + mp.globals.get("_result"));
   } catch (err) {
     print(`FAIL ${role}: ${String(err.message || err).trim().split("\n").slice(-1)[0]}`);
@@ -74,11 +76,15 @@ function compile() {
   return dir;
 }
 
-function runRole(role, build) {
+// One fresh interpreter: the role's run (modules unset) or the import of `modules` alone.
+function runChild(role, build, modules) {
   return new Promise((resolve) => {
+    const env = { ...process.env };
+    if (build) env.HEAP_MPY_BUILD = build;
+    if (modules) env.HEAP_CODE_MODULES = modules.join(",");
     const proc = spawn(process.execPath, ["--expose-gc", fileURLToPath(import.meta.url), "--child", role], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: build ? { ...process.env, HEAP_MPY_BUILD: build } : process.env,
+      env,
     });
     let out = "";
     proc.stdout.setEncoding("utf8").on("data", (c) => (out += c));
@@ -87,21 +93,31 @@ function runRole(role, build) {
     proc.on("close", () => {
       clearTimeout(timer);
       const line = out.split("\n").find((l) => l.startsWith(RESULT));
-      if (!line) {
-        const tail = out.trim().split("\n").slice(-3).join(" | ") || "no output (timed out?)";
-        console.log(`  ${role.padEnd(8)} FAILED: ${tail}`);
-        resolve(false);
-        return;
-      }
-      const r = JSON.parse(line.slice(RESULT.length));
-      console.log(
-        `  ${role.padEnd(8)} ${kb(r.boot).padStart(12)} ${kb(r.peak).padStart(7)} ${kb(r.iter).padStart(9)}` +
-          ` ${kb(r.growth).padStart(16)} over ${String(r.n).padStart(3)}` +
-          `   (${r.published} publishes acked${r.added > 0 ? `; the port grew its heap by ${kb(r.added).trim()} KB` : ""})`,
-      );
-      resolve(true);
+      if (line) resolve(JSON.parse(line.slice(RESULT.length)));
+      else resolve({ failed: out.trim().split("\n").slice(-3).join(" | ") || "no output (timed out?)" });
     });
   });
+}
+
+async function runRole(role, build) {
+  const r = await runChild(role, build, null);
+  if (r.failed) {
+    console.log(`  ${role.padEnd(8)} FAILED: ${r.failed}`);
+    return false;
+  }
+  const c = await runChild(role, build, r.modules);
+  if (c.failed) {
+    console.log(`  ${role.padEnd(8)} FAILED measuring its code: ${c.failed}`);
+    return false;
+  }
+  console.log(
+    `  ${role.padEnd(8)} ${kb(r.boot).padStart(12)} ${kb(r.peak).padStart(7)} ${kb(r.iter).padStart(9)}` +
+      ` ${kb(r.growth).padStart(16)} over ${String(r.n).padStart(3)}` +
+      ` ${kb(c.code).padStart(7)} ${kb(r.peak - c.code).padStart(11)}` +
+      `   (${r.modules.length} modules; ${r.published} publishes acked` +
+      `${r.added > 0 ? `; the port grew its heap by ${kb(r.added).trim()} KB` : ""})`,
+  );
+  return true;
 }
 
 async function parent(roles) {
@@ -111,7 +127,9 @@ async function parent(roles) {
       (build ? "firmware as .mpy (mpy-cross)" : "firmware as .py source (no mpy-cross found)") +
       "; KB = 1024 bytes",
   );
-  console.log("  role      import+boot    peak  (1 iter)  retained growth over N iterations   (KB)");
+  console.log(
+    "  role      import+boot    peak  (1 iter)  retained growth over N    code  peak - code   (KB)",
+  );
   let ok = true;
   try {
     for (const role of roles.length ? roles : ROLES) ok = (await runRole(role, build)) && ok;

@@ -27,7 +27,14 @@
 #           their share); at least boot + iter;
 #   growth  heap kept after the loop minus after the warm-up iterations: a
 #           leak shows here (a few hundred bytes of noise come from objects
-#           JavaScript has not let go of yet).
+#           JavaScript has not let go of yet);
+#   code    (code(), in a second fresh interpreter) what importing exactly the
+#           firmware and protocol modules the role loaded keeps: bytecode,
+#           constants and interned names loaded from the .mpy files, plus the
+#           modules' and classes' dicts and function objects. Modules frozen
+#           into the MicroPython image run their bytecode from flash and keep
+#           their names in ROM, so on a board built that way the heap holds
+#           about peak - code, plus the dicts (a few KB).
 import asyncio
 import gc
 import json
@@ -359,6 +366,21 @@ async def settle(device, m, done=None):
     raise AssertionError("did not settle: pending " + str(device.mqtt.pending()))
 
 
+def loaded_modules():
+    """The firmware and protocol modules imported so far."""
+    import sys
+
+    return sorted(k for k in sys.modules if k.startswith("firmware") or k.startswith("protocol"))
+
+
+async def code(names):
+    """Heap kept by importing the modules `names` (a list) and nothing else."""
+    base = await full_collect()
+    for name in names:
+        __import__(name)
+    return json.dumps({"code": await full_collect() - base})
+
+
 async def main(role):
     base = await full_collect()
     heap0 = gc.mem_alloc() + gc.mem_free()
@@ -437,7 +459,7 @@ async def main(role):
             board.echo_us = 6000 + (i * 97) % 20000
             await r.sample()
             m.sample()
-            await settle(device, m)
+            await settle(device, m, lambda: len(r.spool) == 0)  # the sender took it off flash
     growth = await full_collect() - after_warm
     added = gc.mem_alloc() + gc.mem_free() - heap0  # this port adds heap areas when full
     task.cancel()
@@ -450,5 +472,6 @@ async def main(role):
         "n": n - warm,
         "added": added,
         "published": board.link.published,
+        "modules": loaded_modules(),
     }
     return json.dumps(out)

@@ -21,7 +21,7 @@ from firmware.core.runtime import Device, run_device
 from firmware.roles.water import WaterRole
 from firmware.tools.settings import board_settings
 from protocol import wire
-from simulator.board import VirtualBoard, wait_until
+from simulator.board import VirtualBoard, VirtualStorage, wait_until
 from tests.harness.mqtt_peer import MqttPeer
 
 SITE = """
@@ -108,9 +108,10 @@ async def test_siren_stays_on_through_a_network_cut_and_readings_arrive_afterwar
     board.set_wifi(False)
     await board.wait_offline()
     cut_at = time.time()
-    await wait_until(lambda: board.device.mqtt.pending() >= 3, 15)  # kept in the outbox
+    spool = board.device.role.spool
+    await wait_until(lambda: len(spool) >= 3, 15)  # kept on flash
     assert board.siren_on
-    offline_seqs = {int(wire.decode(m[1], 1024)["seq"]) for m in board.device.mqtt._outbox}  # noqa: SLF001
+    offline_seqs = set(range(spool.peek()["seq"], board.device.seq + 1))  # the spool is in seq order
 
     board.set_wifi(True)
     await board.device_ready(timeout=15)
@@ -129,3 +130,34 @@ async def test_cmd_siren_from_the_controller_turns_it_on_and_off(water):
     await wait_until(lambda: board.siren_on, 10)
     await peer.publish(siren, {"on": False}, retain=True)
     await wait_until(lambda: not board.siren_on, 10)
+
+
+class FullFlash(VirtualStorage):
+    """A flash with no room left: every write raises OSError(28, ENOSPC)."""
+
+    def write(self, name: str, text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.timeout(30)
+async def test_board_on_a_full_flash_keeps_measuring_sounding_and_sending(broker):
+    settings = board_settings(parse_config(SITE), DEV, "127.0.0.1", broker.port)
+    board = VirtualBoard(settings)
+    board.storage = FullFlash()
+    board.set_level(2700, noise_mm=3)  # above siren_mm 2600
+    async with MqttPeer(broker.port, "test-watch") as peer:
+        await peer.subscribe(peer.dev_topic("evt/reading", DEV), peer.dev_topic("state", DEV))
+        board.device = Device(board)
+        board.device.role = WaterRole(board.device)
+        task = asyncio.create_task(run_device(board.device))
+        try:
+            got = await peer.wait_count(peer.dev_topic("evt/reading", DEV), 3, timeout=15)
+            assert [m.data["seq"] for m in got[:3]] == [1, 2, 3]
+            assert board.siren_on
+            birth = await peer.wait_for(peer.dev_topic("state", DEV), lambda m: m.data.get("online") is True)
+            assert birth.data["flash_err"] >= 1  # the boot counter, at least, could not be kept
+            assert not task.done()
+        finally:
+            board.set_wifi(False)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

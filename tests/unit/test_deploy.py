@@ -272,3 +272,14 @@ def test_flash_checks_the_image_and_dry_runs(
         flash_main("/dev/ttyUSB0", not_image, dry_run=True)
     with pytest.raises(UserError, match="no firmware image"):
         flash_main("/dev/ttyUSB0", tmp_path / "missing.bin", dry_run=True)
+
+
+def test_a_virtual_board_gets_the_sources_at_the_same_places(tmp_path: Path) -> None:
+    compiled = build(tmp_path / "mpy")
+    sources = build(tmp_path / "py", sources=True)
+    assert [f.remote.removesuffix(".mpy") for f in compiled] == [
+        f.remote if f.remote == "/main.py" else f.remote.removesuffix(".py") for f in sources
+    ]
+    for f in sources:
+        assert f.local.read_bytes() == (REPO / f.source).read_bytes()
+    assert {f.remote for f in sources} >= {"/main.py", "/lib/firmware/core/runtime.py"}
