@@ -58,6 +58,11 @@ def board_keys(board: VirtualBoard) -> dict[str, str]:
     return keys
 
 
+def _flash_free(board: VirtualBoard) -> int | None:
+    free = getattr(getattr(board.storage, "flash", None), "free", None)
+    return int(free()) if callable(free) else None
+
+
 def board_state(fleet: Fleet, dev_id: str) -> dict[str, Any]:
     """What a person looking at the board (and at the broker) would see."""
     b = fleet.boards[dev_id]
@@ -78,6 +83,7 @@ def board_state(fleet: Fleet, dev_id: str) -> dict[str, Any]:
         "last_slip": None if slip is None else {"lines": slip["lines"], "big": slip["double"], "qr": slip["qr"]},
         "siren": b.siren_on if "siren" in b.parts else None,
         "level_mm": round(b.level_mm()) if "rangefinder" in b.parts else None,
+        "flash_free": _flash_free(b),
         "boot": getattr(device, "boot", None),
         "resets": list(b.resets),
     }

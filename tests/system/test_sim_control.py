@@ -211,6 +211,6 @@ async def test_fill_flash_fills_the_boards_storage_or_says_it_cannot(rig):
     if not hasattr(VirtualStorage, "fill"):
         assert r.status_code == 501 and "fill" in r.json()["detail"]
         return
-    assert r.status_code == 200
+    assert r.status_code == 200 and r.json()["flash_free"] == 0
     with pytest.raises(OSError):
         rig.fleet.board("wl-01").storage.write("probe", "x" * 4096)
