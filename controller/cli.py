@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--listen", default="127.0.0.1:8000", help="web server HOST:PORT")
     d.add_argument("--scenario", default="mpp-pagi", help="simulator scenario name")
     d.add_argument("--data-dir", help="where the demo keeps its database (default: a temp dir)")
+    d.add_argument("--sim-control", default="127.0.0.1:8001", metavar="HOST:PORT",
+                   help="the virtual boards' HTTP control (press keys, set levels, cut WiFi); 'off' for none")
 
     c = sub.add_parser("controller", help="run the controller (production)")
     c.add_argument("--config", required=True, help="site config TOML file")
@@ -41,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--controller", help="controller base URL (http://host:port), for the summary")
     s.add_argument("--board-clock", choices=("host", "scenario"), default="host",
                    help="the boards' NTP time: the host's (a controller on real time) or the scenario's")
+    s.add_argument("--control", metavar="HOST:PORT", help="serve the boards' HTTP control there (simulator/control.py)")
 
     dp = sub.add_parser("deploy", help="compile and copy firmware and settings onto a board")
     dp.add_argument("--device", required=True)

@@ -55,6 +55,21 @@ async def _embedded_broker(port: int) -> Any:
     return broker
 
 
+async def _sim_control(fleet: Any, listen: str | None) -> Any:
+    """The virtual boards' HTTP control on listen ('off': none); a taken port only costs a warning."""
+    from simulator.control import ControlServer
+
+    if not listen or listen.lower() == "off":
+        return None
+    server = ControlServer(fleet, listen)
+    try:
+        await server.start()
+    except OSError as e:
+        log.warning("simulator control not started on %s: %s (use --sim-control HOST:PORT)", listen, e.strerror or e)
+        return None
+    return server
+
+
 async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
     """Everything in one event loop; returns when cancelled (Ctrl-C / SIGTERM)."""
     from simulator.fleet import Fleet
@@ -77,10 +92,12 @@ async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
     # The boards' clocks follow the demo's scenario time, as NTP would follow real time.
     fleet = Fleet(cfg, host, port, wall_clock=lambda: clock().timestamp())
     sim_task = None
+    control = None
     try:
         await asyncio.wait_for(ready.wait(), 30)
         fleet.start()
         sim_task = asyncio.create_task(busy_hall(fleet))
+        control = await _sim_control(fleet, getattr(args, "sim_control", None))
         print(f"Sigap demo is running ({len(fleet.boards)} virtual boards of {cfg.sites[0].name}).")
         print(f"  web UI:   http://{args.listen}/")
         print(f"  API docs: http://{args.listen}/api/docs")
@@ -89,6 +106,8 @@ async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
         else:
             print("  login:    admin (password as printed on this data dir's first run, or $SIGAP_ADMIN_PASSWORD)")
         print(f"  broker:   {redact_broker_url(broker_url)} ({'embedded' if broker else 'external'})")
+        if control is not None:
+            print(f"  boards:   {control.url}/boards (simulator control: press keys, set levels, cut WiFi; {control.url}/docs)")
         print(f"  data:     {data_dir}")
         print(f"  demo time starts at {clock().astimezone(ZoneInfo(cfg.sites[0].timezone)):%A %d %B %Y %H:%M} (services open)")
         print("Press Ctrl-C to stop.", flush=True)
@@ -96,6 +115,8 @@ async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
     finally:
         if sim_task:
             sim_task.cancel()
+        if control is not None:
+            await control.stop()
         log.info("stopping the virtual boards")
         await fleet.stop()
         log.info("stopping the controller")
@@ -115,6 +136,15 @@ def demo_main(args: argparse.Namespace) -> int:
     logging.getLogger("amqtt").setLevel(logging.ERROR)
     logging.getLogger("transitions").setLevel(logging.ERROR)
     parse_listen(args.listen)
+    sim_control = getattr(args, "sim_control", None)
+    if sim_control and sim_control.lower() != "off":
+        from controller.errors import UserError
+        from simulator.control import parse_hostport
+
+        try:
+            parse_hostport(sim_control)
+        except ValueError as e:
+            raise UserError(f"--sim-control: {e}") from None
     if args.broker:
         from controller.errors import UserError
 

@@ -43,11 +43,22 @@ class VirtualPin:
     def __init__(self, name: str, idle: int = 1):
         self.name = name
         self._value = idle
+        self._edge: asyncio.Event | None = None  # made by the first wait_edge()
 
     def value(self, v: int | None = None) -> int:
         if v is not None:
-            self._value = 1 if v else 0
+            v = 1 if v else 0
+            if v != self._value and self._edge is not None:
+                self._edge.set()
+            self._value = v
         return self._value
+
+    async def wait_edge(self) -> None:
+        """Return at the next level change: an idle Button sleeps here instead of polling."""
+        if self._edge is None:
+            self._edge = asyncio.Event()
+        self._edge.clear()
+        await self._edge.wait()
 
 
 class VirtualTextDisplay:
@@ -59,9 +70,13 @@ class VirtualTextDisplay:
         self.history: list[list[str]] = []
         self._changed = asyncio.Event()
 
+    history_max = 256  # recent contents kept: a board that runs for days must not grow without end
+
     def show(self, lines: list[str], chime: bool = False) -> None:
         self.lines = list(lines)
         self.history.append(self.lines)
+        if len(self.history) > self.history_max:
+            del self.history[: len(self.history) - self.history_max]
         if chime:
             self.chimes += 1
         self._changed.set()
@@ -205,6 +220,7 @@ class VirtualBoard:
 
     press_ms = 80  # a finger on the key
     release_ms = 80  # before the same finger can press again: keeps presses distinct for the debouncer
+    long_press_ms = 1500  # a held key: beyond the firmware Button's long_press_ms (1000)
     # The virtual DS18B20 converts faster than the real one (750 ms at 12 bit)
     # so that a test with interval_s = 1 is not dominated by the conversion.
     ds18b20_conversion_ms = 50
@@ -313,11 +329,12 @@ class VirtualBoard:
         return self._part("siren", lambda: Siren(_SirenPin(self.siren_history)))
 
     # -- control surface used by tests, scenarios and people -----------------
-    async def press(self, key: str) -> None:
-        """Press and release a button wired to `key` (returns once the key is back up)."""
+    async def press(self, key: str, hold_ms: float | None = None) -> None:
+        """Press `key`, hold it hold_ms (default press_ms; long_press_ms for a long press)
+        and release it; returns once the key is back up."""
         pin = self.pin(key)
         pin.value(0)
-        await asyncio.sleep(self.press_ms / 1000)
+        await asyncio.sleep((self.press_ms if hold_ms is None else hold_ms) / 1000)
         pin.value(1)
         await asyncio.sleep(self.release_ms / 1000)
 

@@ -11,6 +11,7 @@ import socket
 from controller.bus import parse_broker_url
 from controller.config import ConfigError, load_config
 from simulator import clock
+from simulator.control import ControlServer, parse_hostport
 from simulator.fleet import Fleet
 from simulator.live import busy_hall
 
@@ -46,13 +47,35 @@ def simulate_main(args: argparse.Namespace) -> int:
         if problems:
             raise UserError(f"scenario {sc.scenario.name} does not fit {args.config}:\n  " + "\n  ".join(problems))
 
+    control = getattr(args, "control", None)
+    if control:
+        try:
+            parse_hostport(control)
+        except ValueError as e:
+            raise UserError(f"--control: {e}") from None
+
+    async def serve_control(fleet: Fleet) -> ControlServer | None:
+        if not control:
+            return None
+        server = ControlServer(fleet, control)
+        try:
+            await server.start()
+        except OSError as e:
+            raise UserError(f"--control {control}: {e.strerror or e}") from None
+        log.info("control: %s/boards (docs: %s/docs)", server.url, server.url)
+        return server
+
     async def hall() -> None:
         fleet = Fleet(cfg, host, port)
         fleet.start()
         log.info("%d virtual boards running (%gx)", len(fleet.boards), speed)
+        server = None
         try:
+            server = await serve_control(fleet)
             await busy_hall(fleet)
         finally:
+            if server is not None:
+                await server.stop()
             await fleet.stop()
 
     async def scenario() -> None:
@@ -65,10 +88,14 @@ def simulate_main(args: argparse.Namespace) -> int:
             print(f"note: at {speed:g}x the boards keep the host's clock, so a controller on real time accepts "
                   "their readings; it judges hold times and the offline rule in its own (real) time",
                   flush=True)
+        server = None
         try:
             await engine.start()
+            server = await serve_control(engine.fleet)
             await engine.until_end(getattr(args, "minutes", None))
         finally:
+            if server is not None:
+                await server.stop()
             summary = await engine.stop()  # Ctrl-C too: what happened so far
             print(summary.text(), flush=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,23 @@ from firmware.tools.settings import board_settings
 from simulator.board import VirtualBoard
 
 log = logging.getLogger("sigap.simulator")
+
+
+def raise_open_files_limit(needed: int) -> int:
+    """Raise this process's open-file limit (RLIMIT_NOFILE) from soft to hard when
+    `needed` descriptors would not fit (each board holds a socket); returns the soft limit.
+
+    A real deployment sets it for the service (systemd `LimitNOFILE=`, see simulator/README.md)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed and soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        log.info("open-file limit raised from %d to %s for %d descriptors", soft,
+                 "unlimited" if hard == resource.RLIM_INFINITY else hard, needed)
+        soft = hard
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning("open-file limit %d is below the %d descriptors needed: some boards will not connect "
+                    "(raise the hard limit: ulimit -Hn, or systemd LimitNOFILE=)", soft, needed)
+    return int(soft)
 
 
 class Fleet:
@@ -24,6 +42,7 @@ class Fleet:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._reboots: set[asyncio.Task[None]] = set()  # power cycles a board's reset asked for
         self._stopping = False
+        self._pending_on: dict[str, asyncio.TimerHandle] = {}  # staggered power-ons still to come
         self.on_boot: Callable[[VirtualBoard], None] | None = None  # called after each boot, before it runs
         ids = device_ids if device_ids is not None else [d.id for d in cfg.devices]
         for dev_id in ids:
@@ -36,15 +55,47 @@ class Fleet:
         """Roles whose firmware exists in this version."""
         return self.boards[dev_id].settings["role"] in ("counter", "display", "kiosk", "water")
 
-    def start(self) -> None:
-        """Power every board on."""
+    # Descriptors beyond one socket per board: the loop, logs, a web server, the controller's links.
+    spare_fds = 256
+
+    # A large fleet powers on at this many boards a second unless start() is told otherwise.
+    power_on_rate = 1000
+    stagger_from = 500  # boards: smaller fleets power on at once
+
+    def start(self, stagger_s: float | None = None) -> None:
+        """Power every board on; with stagger_s, spread the power-ons evenly over that
+        many seconds (a site's boards coming back after a power cut do not all boot at once).
+        None: at once for a small fleet, power_on_rate boards a second for a large one."""
         self._stopping = False
-        for dev_id in self.boards:
-            if self.supported(dev_id):
+        raise_open_files_limit(len(self.boards) + self.spare_fds)
+        ids = [d for d in self.boards if self.supported(d)]
+        if stagger_s is None:
+            stagger_s = len(ids) / self.power_on_rate if len(ids) >= self.stagger_from else 0.0
+        loop = asyncio.get_running_loop() if stagger_s > 0 and len(ids) > 1 else None
+        for i, dev_id in enumerate(ids):
+            if loop is None or i == 0:
                 self.power_on(dev_id)
+            else:
+                self._pending_on[dev_id] = loop.call_later(stagger_s * i / len(ids), self._power_on_later, dev_id)
+
+    def _power_on_later(self, dev_id: str) -> None:
+        if self._pending_on.pop(dev_id, None) is not None and not self._stopping:
+            self.power_on(dev_id)
+
+    def powered(self, dev_id: str) -> bool:
+        """Whether the board is powered on (its firmware running, online or not)."""
+        return dev_id in self._tasks
+
+    def online(self) -> list[str]:
+        """The boards whose firmware is connected to the broker now."""
+        return [d for d, b in self.boards.items()
+                if b.device is not None and b.device.mqtt is not None and b.device.mqtt.isconnected()]
 
     def power_on(self, dev_id: str) -> None:
         """Boot one board from its flash."""
+        pending = self._pending_on.pop(dev_id, None)
+        if pending is not None:
+            pending.cancel()  # powered on by hand before its staggered turn
         board = self.boards[dev_id]
         board.on_reset = lambda reason, d=dev_id: self._schedule_reboot(d)
         board.on_sleep = lambda ms, d=dev_id: self._schedule_wake(d, ms)
@@ -69,8 +120,13 @@ class Fleet:
         self.boards[dev_id].stop_watchdog()
         if task:
             self.boards[dev_id].set_wifi(False)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            # CPython 3.11's wait_for returns the inner result instead of raising when a
+            # cancel lands in the same step as that result (gh-86296): a board's MQTT task
+            # caught that way takes the cancel for a failed connect and retries forever.
+            # So cancel until the board is really off.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
             self.boards[dev_id].set_wifi(True)
 
     async def reboot(self, dev_id: str) -> None:
@@ -103,6 +159,9 @@ class Fleet:
     async def stop(self) -> None:
         """Power every board off (and keep it off)."""
         self._stopping = True
+        for handle in self._pending_on.values():
+            handle.cancel()
+        self._pending_on.clear()
         for board in self.boards.values():
             board.stop_watchdog()
         for task in list(self._reboots):

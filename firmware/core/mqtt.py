@@ -528,13 +528,26 @@ class MQTTClient:
     async def _serve(self):
         # Supervise the link until it goes down: PINGREQ when idle for half the
         # keepalive, and a link silent for 1.5 x keepalive is dead (the broker
-        # applies the same 1.5 factor to us [3.1.2.10]).
+        # applies the same 1.5 factor to us [3.1.2.10]). Between checks it sleeps
+        # until the first moment either could be due, not on a fixed tick: traffic
+        # meanwhile only moves those moments later, and an idle board wakes about
+        # twice per keepalive instead of every second (a real board sleeps more; a
+        # simulator runs thousands of boards).
         ka = self.keepalive * 1000
-        tick = max(50, min(1000, ka // 4)) if ka else 1000
         half = ka // 2
         while not self._down.is_set():
+            wait = 1000
+            if ka:
+                now = clock.ticks_ms()
+                rx = clock.ticks_diff(now, self._last_rx)
+                tx = clock.ticks_diff(now, self._last_tx)
+                dead_in = ka * 3 // 2 - rx
+                ping_in = max(half - clock.ticks_diff(now, self._last_ping), half - (rx if rx > tx else tx))
+                wait = dead_in if dead_in < ping_in else ping_in
+                if wait < 50:
+                    wait = 50
             try:
-                await asyncio.wait_for(self._down.wait(), tick / 1000)
+                await asyncio.wait_for(self._down.wait(), wait / 1000)
             except _Timeout:
                 pass
             if self._down.is_set() or not ka:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import resource
 import shutil
 import signal
 import socket
@@ -49,6 +50,13 @@ def wait_port(port: int, up: bool, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def _raise_open_files_limit() -> None:
+    """In the broker's child process: open-file limit soft -> hard (one descriptor per client).
+    In production the service unit says it: `LimitNOFILE=65536` (simulator/README.md)."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 class MosquittoBroker:
     """One private mosquitto process with its own config, data dir and log.
 
@@ -75,6 +83,9 @@ class MosquittoBroker:
             f"persistence_location {self.workdir / 'data'}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 100000\n"
+            # No cap on clients (the fleet bench connects thousands of boards); the
+            # process's open-file limit is raised too (see _raise_open_files_limit).
+            "max_connections -1\n"
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             "connection_messages true\n"
@@ -99,6 +110,7 @@ class MosquittoBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_raise_open_files_limit,
         )
         try:
             wait_port(self.port, up=True)

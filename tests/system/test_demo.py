@@ -36,11 +36,12 @@ def wait_until(predicate, timeout: float, what: str):  # type: ignore[no-untyped
 @pytest.mark.timeout(120)
 def test_demo_runs_the_queue_live_and_stops_cleanly_on_ctrl_c(tmp_path):
     port = free_port()
+    control = free_port()
     log = tmp_path / "demo.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "controller.cli", "demo", "--listen", f"127.0.0.1:{port}",
-             "--data-dir", str(tmp_path / "data")],
+             "--data-dir", str(tmp_path / "data"), "--sim-control", f"127.0.0.1:{control}"],
             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
         )
     try:
@@ -66,6 +67,10 @@ def test_demo_runs_the_queue_live_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert all(s["online"] and s["status"] == "normal" for s in sensors)
         text = log.read_text()
         assert f"http://127.0.0.1:{port}/" in text
+        # The virtual boards' control answers on its own port, printed with the other URLs.
+        assert f"http://127.0.0.1:{control}/boards" in text
+        boards = json.loads(get(f"http://127.0.0.1:{control}/boards")[1])
+        assert {b["role"] for b in boards} >= {"kiosk", "counter", "water"}
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)

@@ -555,6 +555,35 @@ async def test_button_without_on_long_fires_on_press_as_before() -> None:
         task.cancel()
 
 
+async def test_idle_button_waits_for_the_pins_edge_instead_of_polling() -> None:
+    from simulator.board import VirtualPin
+
+    class CountingPin(VirtualPin):
+        reads = 0
+
+        def value(self, v: int | None = None) -> int:
+            if v is None:
+                self.reads += 1
+            return super().value(v)
+
+    pin = CountingPin("next")
+    events: list = []
+    b = fast_button(pin, events, long=False)
+    task = asyncio.create_task(b.run())
+    try:
+        await wait_until(lambda: pin._edge is not None)  # asleep on the edge
+        idle_reads = pin.reads
+        await asyncio.sleep(0.05)  # 50 poll periods of 1 ms
+        assert pin.reads == idle_reads
+        pin.value(0)
+        await wait_until(lambda: events)
+        assert events == [("press", "next")]
+        pin.value(1)
+        await wait_until(lambda: not b.held)
+    finally:
+        task.cancel()
+
+
 def test_font_covers_digits_and_capitals() -> None:
     for ch in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ":
         i = font.glyph_index(ch)

@@ -5,6 +5,13 @@
 # long_press_ms calls on_long(name) once, while it is still held, and the
 # release then calls nothing; a shorter press calls on_press(name) on
 # release. Without on_long, on_press fires as soon as the press has settled.
+#
+# Idle wait (optional): a pin with an async `wait_edge()` (returns at its next
+# level change) lets an idle, released button sleep until something happens
+# instead of polling every poll_ms; while held it polls as usual (release and
+# long-press timing). The simulator's virtual pins have it, so thousands of
+# virtual keypads cost nothing while nobody presses; an IRQ-backed pin
+# (Pin.irq + asyncio.ThreadSafeFlag) could offer the same on a board.
 import asyncio
 
 from firmware.core import clock
@@ -31,6 +38,7 @@ class Button:
         """Own task: watch the pin forever."""
         down_at = clock.ticks_ms()  # set again at each press, before it is read
         long_fired = False
+        wait_edge = getattr(self.pin, "wait_edge", None)
         while True:
             v = self.pin.value() == self.active
             if v != self.held:
@@ -56,4 +64,8 @@ class Button:
                 long_fired = True
                 self.long_presses += 1
                 self.on_long(self.name)
-            await asyncio.sleep(self.poll_ms / 1000)
+            # Read and wait with no await between them: no edge can slip through.
+            if wait_edge is not None and not self.held and self.pin.value() != self.active:
+                await wait_edge()
+            else:
+                await asyncio.sleep(self.poll_ms / 1000)
