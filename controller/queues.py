@@ -105,6 +105,55 @@ def row_ticket(r: dict[str, Any]) -> Ticket:
     )
 
 
+def _compact(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def encode_snapshot(snapshot: dict[str, Any], limit: int = wire.MAX_CONTROLLER_PAYLOAD) -> tuple[bytes, list[str]]:
+    """The retained ``site/{site}/queue`` payload within ``limit`` bytes (CONTRACT §1: 4096).
+
+    A large site's full snapshot can be longer. What gives way, in order: the
+    oldest of today's calls (the newest stay), then the names, agencies and
+    service lists that the site config already holds (``GET /api/sites``).
+    The waiting counts, last numbers, open flags and what each counter serves
+    now always stay; ``"trimmed"`` lists what was left out. ``GET
+    /api/queues/{site}`` and the live stream keep the whole snapshot.
+    Returns (payload, what was trimmed).
+    """
+    body = _compact(snapshot)
+    if len(body) <= limit:
+        return body, []
+    trimmed = ["calls"]
+    out = dict(snapshot, trimmed=trimmed)
+    calls = list(snapshot.get("calls", []))  # newest first
+    body = _with_newest_calls(out, calls, limit)
+    if len(body) <= limit:
+        return body, trimmed
+    trimmed.append("names")
+    out["services"] = {
+        code: {k: v for k, v in svc.items() if k not in ("name", "agency")}
+        for code, svc in snapshot.get("services", {}).items()
+    }
+    out["counters"] = {
+        cid: {k: v for k, v in c.items() if k not in ("name", "services")}
+        for cid, c in snapshot.get("counters", {}).items()
+    }
+    return _with_newest_calls(out, calls, limit), trimmed
+
+
+def _with_newest_calls(out: dict[str, Any], calls: list[Any], limit: int) -> bytes:
+    """``out`` with as many of the newest calls as fit in ``limit`` (none if even that is too long)."""
+    lo, hi = 0, len(calls)
+    while lo < hi:  # the most calls that fit, by bisection
+        mid = (lo + hi + 1) // 2
+        out["calls"] = calls[:mid]
+        if len(_compact(out)) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    out["calls"] = calls[:lo]
+    return _compact(out)
+
 class QueueService:
     """Every site's queue, wired to the store and the bus."""
 
@@ -122,6 +171,7 @@ class QueueService:
         self._shown: dict[str, bytes] = {}
         self._recent: dict[tuple[str, int, int], None] = {}
         self._snapshots: dict[str, bytes] = {}
+        self._trim_logged: set[str] = set()  # sites whose snapshot had to be trimmed (logged once)
         self.snapshot_interval_s = SNAPSHOT_INTERVAL_S
         self._snapshot_due: dict[str, asyncio.TimerHandle] = {}
         for site in cfg.sites:
@@ -388,8 +438,12 @@ class QueueService:
             due.cancel()
         if snapshot is None:
             snapshot = self.sites[site_id].snapshot()
-        snap = json.dumps(snapshot, separators=(",", ":")).encode()
+        snap, trimmed = encode_snapshot(snapshot)
         if force or self._snapshots.get(site_id) != snap:
+            if trimmed and site_id not in self._trim_logged:
+                self._trim_logged.add(site_id)
+                log.warning("site %s: queue snapshot over %d bytes on MQTT; left out: %s (the HTTP API has it all)",
+                            site_id, wire.MAX_CONTROLLER_PAYLOAD, ", ".join(trimmed))
             self.bus.send(wire.site_queue_topic(self.prefix, site_id), snap, True, 1)
             if self._snapshots.get(site_id) != snap:
                 self.events.publish("queue", snapshot)
