@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 import paho.mqtt.client as mqtt
 
+from controller import paho_fast
 from controller.config import CONTROLLER_CLIENT_ID
 from protocol import wire
 
@@ -159,6 +160,8 @@ class Bus:
                     self.client = client
                     # PUBACK after the handler has committed the message, not on receipt.
                     client._client.manual_ack_set(True)  # noqa: SLF001 - aiomqtt has no public switch
+                    # Fewer recv system calls, no topic matching per message (paho 2.2.0 only).
+                    paho_fast.speed_up(client._client)  # noqa: SLF001
                     await client.subscribe(wire.dev_topic(self.prefix, "+", "state"), qos=1)
                     await client.subscribe(wire.dev_topic(self.prefix, "+", "evt/+"), qos=1)
                     self.connected.set()
