@@ -21,6 +21,7 @@ import random
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -134,7 +135,7 @@ class Bus:
         ctl = wire.ctl_state_topic(self.prefix)
         while not self._stopping:
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     self.host,
                     self.port,
                     identifier=self.client_id,
@@ -153,15 +154,21 @@ class Bus:
                     # Without TCP_NODELAY every QoS 1 round trip waits ~40 ms on
                     # Nagle + delayed ACK: measured 44 ms vs 0.6 ms on loopback.
                     socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
-                ) as client:
+                )
+                # Before connecting: the persistent session's queued messages follow the CONNACK.
+                paho = client._client  # noqa: SLF001
+                # PUBACK after the handler has committed the message, not on receipt.
+                paho.manual_ack_set(True)  # aiomqtt has no public switch
+                # Fewer recv system calls, no topic matching per message (paho 2.2.0 only).
+                paho_fast.speed_up(paho)
+                # Received messages go to aiomqtt's queue as plain tuples (Inbound + qos, mid),
+                # not as aiomqtt Messages (whose topic object validates itself each time).
+                paho.on_message = _enqueue(client._queue)  # noqa: SLF001
+                async with client:
                     # send() overlaps publishes on purpose (every board's retained output
                     # at each connect): not worth aiomqtt's warning for each one above 10.
                     client.pending_calls_threshold = MAX_PENDING_PUBLISHES
                     self.client = client
-                    # PUBACK after the handler has committed the message, not on receipt.
-                    client._client.manual_ack_set(True)  # noqa: SLF001 - aiomqtt has no public switch
-                    # Fewer recv system calls, no topic matching per message (paho 2.2.0 only).
-                    paho_fast.speed_up(client._client)  # noqa: SLF001
                     await client.subscribe(wire.dev_topic(self.prefix, "+", "state"), qos=1)
                     await client.subscribe(wire.dev_topic(self.prefix, "+", "evt/+"), qos=1)
                     self.connected.set()
@@ -189,10 +196,11 @@ class Bus:
         """Hand messages to the handler in batches, then acknowledge them, until the link drops."""
         # aiomqtt's own queue, read directly: taking everything already received
         # costs no task per message (as its async iterator does).
-        queue: asyncio.Queue[aiomqtt.Message] = client._queue  # noqa: SLF001
+        queue: asyncio.Queue[Any] = client._queue  # noqa: SLF001
         paho = client._client  # noqa: SLF001
+        # The iterator, not queue.get(): it also ends (MqttError) when the link drops.
         async for first in client.messages:
-            batch = [first]
+            batch: list[_Received] = [first]  # type: ignore[list-item]  # see _enqueue
             while len(batch) < self.batch_max:
                 try:
                     batch.append(queue.get_nowait())
@@ -200,11 +208,11 @@ class Bus:
                     break
             await self._dispatch(batch)
             for m in batch:
-                if m.qos > 0:
-                    paho.ack(m.mid, m.qos)
+                if m[3] > 0:
+                    paho.ack(m[4], m[3])
 
-    async def _dispatch(self, batch: list[aiomqtt.Message]) -> None:
-        items = [(m.topic.value, _payload_bytes(m.payload), bool(m.retain)) for m in batch]
+    async def _dispatch(self, batch: list[_Received]) -> None:
+        items = [m[:3] for m in batch]
         try:
             if self.on_batch is not None:
                 await self.on_batch(items)
@@ -274,9 +282,19 @@ class Bus:
                 pass
 
 
-def _payload_bytes(payload: object) -> bytes:
-    if isinstance(payload, str):
-        return payload.encode()
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    return b""
+_Received = tuple[str, bytes, bool, int, int]
+"""One received message as queued: topic, payload, retained, qos, mid."""
+
+
+def _enqueue(queue: asyncio.Queue[Any]) -> Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]:
+    """paho's on_message: each message into ``queue`` as a _Received tuple, in arrival order."""
+    put = queue.put_nowait
+
+    def on_message(client: mqtt.Client, userdata: Any, m: mqtt.MQTTMessage) -> None:
+        try:
+            topic = m.topic
+        except UnicodeDecodeError:  # not UTF-8: rejected by the handler, not a dropped link
+            topic = bytes(m._topic).decode("utf-8", "replace")  # noqa: SLF001
+        put((topic, bytes(m.payload), bool(m.retain), m.qos, m.mid))
+
+    return on_message

@@ -101,13 +101,6 @@ def board_config(sensor: WaterSensor) -> dict[str, Any]:
     return out
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 def level_message(sensor: WaterSensor) -> dict[str, Any]:
     """The retained ``site/{site}/water/{id}`` payload (CONTRACT §1).
 
@@ -159,6 +152,7 @@ class WaterService:
         """Sensors whose level message waits for the end of their window, and when that is."""
         self._level_heap: list[tuple[float, str]] = []
         self._level_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._sent_siren: dict[str, tuple[bool, str | None]] = {}
         self._sent_config: dict[str, bytes] = {}
         self._state_rows: set[str] = set()
@@ -496,7 +490,7 @@ class WaterService:
         if force or window <= 0 or self._sent_status.get(sensor_id) != status:
             self._publish_level(sensor_id, force)
         elif sensor_id not in self._level_due:
-            loop = _running_loop()
+            loop = self._running_loop()
             last = self._level_at.get(sensor_id)
             due = 0.0 if last is None else last + window
             if loop is None or due <= loop.time():
@@ -534,8 +528,18 @@ class WaterService:
                     self.events.publish("water", {"id": sensor_id, "site": dev.site, **msg})
                 self._sent_level[sensor_id] = body
                 self._sent_status[sensor_id] = msg["status"]
-                loop = _running_loop()
+                loop = self._running_loop()
                 self._level_at[sensor_id] = loop.time() if loop is not None else 0.0
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the service runs in (None outside one: then nothing waits)."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            try:
+                loop = self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return None
+        return loop
 
     def _level_tick(self) -> None:
         """Timer: the level messages whose window has ended."""

@@ -154,3 +154,21 @@ def test_an_unknown_paho_is_left_alone(monkeypatch) -> None:
     assert not paho_fast.speed_up(c)
     assert "_sock_recv" not in vars(c)
     monkeypatch.setattr(paho_fast, "_SUPPORTED", None)
+
+
+def test_the_bus_queues_each_message_as_a_tuple_and_survives_a_non_utf8_topic() -> None:
+    import asyncio
+
+    from controller.bus import _enqueue
+
+    q: asyncio.Queue[object] = asyncio.Queue()
+    on_message = _enqueue(q)
+    good = mqtt.MQTTMessage(mid=5, topic=b"sigap/v1/dev/wl-1/evt/reading")
+    good.payload, good.qos, good.retain = b"{}", 1, False
+    bad = mqtt.MQTTMessage(mid=6, topic=b"sigap/v1/dev/\xff/evt/reading")
+    bad.payload, bad.qos = b"{}", 1
+    on_message(None, None, good)
+    on_message(None, None, bad)
+    assert q.get_nowait() == ("sigap/v1/dev/wl-1/evt/reading", b"{}", False, 1, 5)
+    topic, _, _, qos, mid = q.get_nowait()  # type: ignore[misc]
+    assert (topic, qos, mid) == ("sigap/v1/dev/\ufffd/evt/reading", 1, 6)
