@@ -159,16 +159,72 @@ def test_an_unknown_paho_is_left_alone(monkeypatch) -> None:
 def test_the_bus_queues_each_message_as_a_tuple_and_survives_a_non_utf8_topic() -> None:
     import asyncio
 
-    from controller.bus import _enqueue
+    from controller.bus import _Inbox
 
     q: asyncio.Queue[object] = asyncio.Queue()
-    on_message = _enqueue(q)
+    inbox = _Inbox(q)
     good = mqtt.MQTTMessage(mid=5, topic=b"sigap/v1/dev/wl-1/evt/reading")
     good.payload, good.qos, good.retain = b"{}", 1, False
     bad = mqtt.MQTTMessage(mid=6, topic=b"sigap/v1/dev/\xff/evt/reading")
     bad.payload, bad.qos = b"{}", 1
-    on_message(None, None, good)
-    on_message(None, None, bad)
+    inbox.on_message(None, None, good)
+    inbox.on_message(None, None, bad)
+    inbox.put(b"t/x", b"p", True, 0, 0)
     assert q.get_nowait() == ("sigap/v1/dev/wl-1/evt/reading", b"{}", False, 1, 5)
     topic, _, _, qos, mid = q.get_nowait()  # type: ignore[misc]
     assert (topic, qos, mid) == ("sigap/v1/dev/\ufffd/evt/reading", 1, 6)
+    assert q.get_nowait() == ("t/x", b"p", True, 0, 0)
+
+
+def raw_publish(topic: bytes, payload: bytes, qos: int, mid: int = 0, retain: bool = False) -> bytes:
+    body = struct.pack("!H", len(topic)) + topic + (struct.pack("!H", mid) if qos else b"") + payload
+    assert len(body) < 128
+    return bytes([0x30 | qos << 1 | int(retain), len(body)]) + body
+
+
+def test_the_publish_fast_path_hands_every_field_to_the_sink(pair) -> None:
+    c, broker, got = pair
+    sunk: list[tuple[bytes, bytes, bool, int, int]] = []
+    assert paho_fast.speed_up(c, lambda *m: sunk.append(m))
+    broker.sendall(raw_publish(b"a/b", b"one", 1, 7) + raw_publish(b"r/t", b"", 1, 8, retain=True)
+                   + raw_publish(b"q/0", b"zero", 0) + raw_publish(b"\xff/x", b"{}", 1, 9))
+    assert c.loop_read() == mqtt.MQTT_ERR_SUCCESS
+    assert sunk == [(b"a/b", b"one", False, 1, 7), (b"r/t", b"", True, 1, 8), (b"q/0", b"zero", False, 0, 0),
+                    (b"\xff/x", b"{}", False, 1, 9)]
+    assert got == []  # not through paho's MQTTMessage path
+    assert all(type(f) is bytes for m in sunk for f in m[:2])
+
+
+def test_without_manual_ack_the_fast_path_still_acknowledges(pair) -> None:
+    c, broker, got = pair
+    c.manual_ack_set(False)
+    sent: list[int] = []
+    c._send_puback = lambda mid: sent.append(mid) or mqtt.MQTT_ERR_SUCCESS  # noqa: SLF001
+    paho_fast.speed_up(c, lambda *m: None)
+    broker.sendall(raw_publish(b"a/b", b"x", 1, 42) + raw_publish(b"a/b", b"x", 0))
+    c.loop_read()
+    assert sent == [42]
+
+
+def test_qos2_and_per_topic_callbacks_take_paho_s_own_path(pair) -> None:
+    c, broker, got = pair
+    sunk: list[object] = []
+    paho_fast.speed_up(c, lambda *m: sunk.append(m))
+    c._send_pubrec = lambda mid: mqtt.MQTT_ERR_SUCCESS  # noqa: SLF001
+    broker.sendall(raw_publish(b"q/2", b"two", 2, 3))
+    c.loop_read()
+    assert sunk == [] and 3 in c._in_messages  # noqa: SLF001 - paho keeps it until PUBREL
+    filtered: list[int] = []
+    c.message_callback_add("t/special", lambda client, userdata, m: filtered.append(m.mid))
+    broker.sendall(raw_publish(b"t/special", b"1", 1, 4) + raw_publish(b"t/other", b"2", 1, 5))
+    c.loop_read()
+    assert filtered == [4] and [m.mid for m in got] == [5] and sunk == []
+
+
+def test_a_publish_with_an_empty_topic_is_a_protocol_error_as_in_paho(pair) -> None:
+    c, broker, got = pair
+    sunk: list[object] = []
+    paho_fast.speed_up(c, lambda *m: sunk.append(m))
+    broker.sendall(raw_publish(b"", b"x", 1, 1))
+    assert c.loop_read() != mqtt.MQTT_ERR_SUCCESS or c._sock is None  # noqa: SLF001
+    assert sunk == [] and got == []
