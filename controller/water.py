@@ -154,6 +154,8 @@ class WaterService:
         self._level_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sent_siren: dict[str, tuple[bool, str | None]] = {}
+        self._siren_basis: dict[str, tuple[bool, str]] = {}
+        """Each sensor's (siren_on, status) when the sirens it drives were last looked at."""
         self._sent_config: dict[str, bytes] = {}
         self._state_rows: set[str] = set()
         """Sensors with a sensor_state row in the database (updated, not inserted)."""
@@ -502,12 +504,17 @@ class WaterService:
                     if self._level_timer is not None:
                         self._level_timer.cancel()
                     self._level_timer = loop.call_at(due, self._level_tick)
-        for board in (sensor_id, *dev.sirens):
-            siren = self.siren_of(board)
-            key = (siren["on"], siren["level"] if siren["on"] else None)
-            if force or self._sent_siren.get(board) != key:
-                self.bus.send(wire.dev_topic(self.prefix, board, "cmd/siren"), _json(siren), True, 1)
-                self._sent_siren[board] = key
+        # A siren board's ask depends on its sensors' siren_on and status only: unchanged for
+        # this sensor since its last look, nothing to do for the boards it drives.
+        basis = (st.siren_on, st.status)
+        if force or self._siren_basis.get(sensor_id) != basis:
+            self._siren_basis[sensor_id] = basis
+            for board in (sensor_id, *dev.sirens):
+                siren = self.siren_of(board)
+                key = (siren["on"], siren["level"] if siren["on"] else None)
+                if force or self._sent_siren.get(board) != key:
+                    self.bus.send(wire.dev_topic(self.prefix, board, "cmd/siren"), _json(siren), True, 1)
+                    self._sent_siren[board] = key
         if config or force or sensor_id not in self._sent_config:
             body = _json(board_config(sensor))
             if force or self._sent_config.get(sensor_id) != body:
