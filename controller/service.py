@@ -42,6 +42,9 @@ WATER_CHECK_S = 5.0
 """How often (seconds) the offline rule runs over every water sensor."""
 CHECKPOINT_S = 2.0
 """How often (seconds) the database's write-ahead log is checkpointed, in a worker thread."""
+LEVEL_WINDOW_S = 1.0
+"""A sensor's retained level message goes out at most once per this many seconds while only its
+level moves (WaterService.level_window_s); status changes, sirens and alerts at once."""
 
 
 def utcnow() -> datetime:
@@ -66,6 +69,7 @@ class Controller:
         self.presence = Presence(store)
         self.queues = QueueService(cfg, store, self.bus, self.metrics, clock, self.events)
         self.water = WaterService(cfg, store, self.bus, self.metrics, clock, self.events)
+        self.water.level_window_s = LEVEL_WINDOW_S
         self.webhooks = Webhooks(cfg.sigap.webhooks, store, self.metrics)
         if cfg.sigap.webhooks:
             self.water.webhooks = self.webhooks
@@ -252,6 +256,7 @@ class Controller:
             hook_task.cancel()
             checkpoint_task.cancel()
             self.queues.flush_snapshots()
+            self.water.flush_levels()
             await self.bus.stop()
             bus_task.cancel()
             if http_task is not None:

@@ -13,6 +13,8 @@ what is committed.
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import json
 import logging
 from collections.abc import Callable
@@ -111,6 +113,14 @@ def level_message(sensor: WaterSensor) -> dict[str, Any]:
 class WaterService:
     """Every water sensor of the config, wired to the store and the bus."""
 
+    level_window_s = 0.0
+    """Coalescing of the retained level message (and the SSE ``water`` event) of one sensor: a
+    change that only moves the level goes out at once if the sensor's last one left at least this
+    long ago, otherwise at the end of that window with the sensor's state of that moment (a burst,
+    e.g. a board's backlog after an outage: the retained topic is "the level now", superseded
+    values carry nothing). A status change always goes out at once; sirens, configs and alerts
+    are not delayed. 0 = every change at once. The Controller sets it (CONTROLLER_LEVEL_WINDOW_S)."""
+
     def __init__(self, cfg: SiteConfig, store: Any, bus: Any, metrics: Metrics, clock: Callable[[], datetime],
                  events: EventHub | None = None):
         self.cfg = cfg
@@ -135,7 +145,17 @@ class WaterService:
         self.listening_since: float | None = None
         """When the broker link came back after a loss (Unix s); see WaterSensor.check."""
         self._sent_level: dict[str, bytes] = {}
+        self._sent_status: dict[str, str] = {}
+        self._level_at: dict[str, float] = {}
+        """When (event loop time) each sensor's level message last went out."""
+        self._level_due: dict[str, float] = {}
+        """Sensors whose level message waits for the end of their window, and when that is."""
+        self._level_heap: list[tuple[float, str]] = []
+        self._level_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._sent_siren: dict[str, tuple[bool, str | None]] = {}
+        self._siren_basis: dict[str, tuple[bool, str]] = {}
+        """Each sensor's (siren_on, status) when the sirens it drives were last looked at."""
         self._sent_config: dict[str, bytes] = {}
         self._state_rows: set[str] = set()
         """Sensors with a sensor_state row in the database (updated, not inserted)."""
@@ -460,28 +480,102 @@ class WaterService:
         return {"on": bool(on), "level": level}
 
     def publish_sensor(self, sensor_id: str, config: bool = False, force: bool = False) -> None:
-        """Publish what changed for one sensor: level message, sirens, board config (all retained)."""
+        """Publish what changed for one sensor: level message, sirens, board config (all retained).
+
+        The level message may wait for the end of the sensor's window (``level_window_s``).
+        """
         sensor = self.sensors[sensor_id]
         dev = self.devices[sensor_id]
-        msg = level_message(sensor)
-        if msg["status"] == "offline" or msg["level_mm"] is not None:
-            body = _json(msg)
-            if force or self._sent_level.get(sensor_id) != body:
-                self.bus.send(wire.site_water_topic(self.prefix, dev.site, sensor_id), body, True, 1)
-                if self._sent_level.get(sensor_id) != body:
-                    self.events.publish("water", {"id": sensor_id, "site": dev.site, **msg})
-                self._sent_level[sensor_id] = body
-        for board in (sensor_id, *dev.sirens):
-            siren = self.siren_of(board)
-            key = (siren["on"], siren["level"] if siren["on"] else None)
-            if force or self._sent_siren.get(board) != key:
-                self.bus.send(wire.dev_topic(self.prefix, board, "cmd/siren"), _json(siren), True, 1)
-                self._sent_siren[board] = key
+        st = sensor.state
+        status = "offline" if st.offline else st.status
+        window = self.level_window_s
+        if force or window <= 0 or self._sent_status.get(sensor_id) != status:
+            self._publish_level(sensor_id, force)
+        elif sensor_id not in self._level_due:
+            loop = self._running_loop()
+            last = self._level_at.get(sensor_id)
+            due = 0.0 if last is None else last + window
+            if loop is None or due <= loop.time():
+                self._publish_level(sensor_id, False)
+            else:
+                self._level_due[sensor_id] = due
+                heapq.heappush(self._level_heap, (due, sensor_id))
+                if self._level_timer is None or self._level_timer.when() > due:
+                    if self._level_timer is not None:
+                        self._level_timer.cancel()
+                    self._level_timer = loop.call_at(due, self._level_tick)
+        # A siren board's ask depends on its sensors' siren_on and status only: unchanged for
+        # this sensor since its last look, nothing to do for the boards it drives.
+        basis = (st.siren_on, st.status)
+        if force or self._siren_basis.get(sensor_id) != basis:
+            self._siren_basis[sensor_id] = basis
+            for board in (sensor_id, *dev.sirens):
+                siren = self.siren_of(board)
+                key = (siren["on"], siren["level"] if siren["on"] else None)
+                if force or self._sent_siren.get(board) != key:
+                    self.bus.send(wire.dev_topic(self.prefix, board, "cmd/siren"), _json(siren), True, 1)
+                    self._sent_siren[board] = key
         if config or force or sensor_id not in self._sent_config:
             body = _json(board_config(sensor))
             if force or self._sent_config.get(sensor_id) != body:
                 self.bus.send(wire.dev_topic(self.prefix, sensor_id, "cmd/config"), body, True, 1)
                 self._sent_config[sensor_id] = body
+
+    def _publish_level(self, sensor_id: str, force: bool) -> None:
+        """The sensor's level message and SSE event now, if it differs from the last one (or force)."""
+        self._level_due.pop(sensor_id, None)
+        msg = level_message(self.sensors[sensor_id])
+        if msg["status"] == "offline" or msg["level_mm"] is not None:
+            body = _json(msg)
+            changed = self._sent_level.get(sensor_id) != body
+            if force or changed:
+                dev = self.devices[sensor_id]
+                self.bus.send(wire.site_water_topic(self.prefix, dev.site, sensor_id), body, True, 1)
+                if changed:
+                    self.events.publish("water", {"id": sensor_id, "site": dev.site, **msg})
+                self._sent_level[sensor_id] = body
+                self._sent_status[sensor_id] = msg["status"]
+                loop = self._running_loop()
+                self._level_at[sensor_id] = loop.time() if loop is not None else 0.0
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the service runs in (None outside one: then nothing waits)."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            try:
+                loop = self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return None
+        return loop
+
+    def _level_tick(self) -> None:
+        """Timer: the level messages whose window has ended."""
+        self._level_timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        heap = self._level_heap
+        while heap and heap[0][0] <= now:
+            due, sensor_id = heapq.heappop(heap)
+            if self._level_due.get(sensor_id) == due:
+                self._publish_level(sensor_id, False)
+        while heap and self._level_due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # superseded: sent at once meanwhile
+        if heap:
+            self._level_timer = loop.call_at(heap[0][0], self._level_tick)
+
+    def flush_levels(self) -> None:
+        """Every waiting level message now (clean shutdown)."""
+        for sensor_id in list(self._level_due):
+            self._publish_level(sensor_id, False)
+        self._level_heap.clear()
+        if self._level_timer is not None:
+            self._level_timer.cancel()
+            self._level_timer = None
+
+    @property
+    def levels_waiting(self) -> int:
+        """Sensors whose level message waits for the end of its window."""
+        return len(self._level_due)
 
     async def publish_all(self, force: bool = False) -> None:
         """Every sensor's retained outputs (at start and after a reconnect)."""

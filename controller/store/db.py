@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import operator
 import pathlib
 import threading
 from collections.abc import Iterator
@@ -166,11 +167,24 @@ class _Bulk:
         if not rows:
             return
         sql, names, procs, positional = self._for(conn.dialect)
-        pairs = list(zip(names, procs, strict=True))
         if positional:
-            params: list[Any] = [tuple(r[n] if p is None or r[n] is None else p(r[n]) for n, p in pairs)
-                                 for r in rows]
+            # One itemgetter per row, then the few columns with a bind processor (datetimes,
+            # booleans on SQLite) converted in place: no generator per row.
+            get = operator.itemgetter(*names)
+            conv = [(i, p) for i, p in enumerate(procs) if p is not None]
+            if len(names) == 1:
+                params: list[Any] = [(get(r),) for r in rows]
+            else:
+                params = list(map(get, rows))
+            if conv:
+                for k, t in enumerate(params):
+                    row = list(t)
+                    for i, p in conv:
+                        if row[i] is not None:
+                            row[i] = p(row[i])
+                    params[k] = tuple(row)
         else:
+            pairs = list(zip(names, procs, strict=True))
             params = [{n: r[n] if p is None or r[n] is None else p(r[n]) for n, p in pairs} for r in rows]
         conn.exec_driver_sql(sql, params)
 

@@ -506,3 +506,22 @@ async def test_raw_readings_past_retention_are_pruned_and_aggregates_kept(hall, 
     assert hall.ctrl.water.prune(clock()) == 1  # the reading from 91 days ago (retention 90 days)
     assert [r["level_mm"] for r in hall.rows("SELECT level_mm FROM readings ORDER BY ts")] == [1010]
     assert hall.rows("SELECT COUNT(*) AS n FROM readings_5min")[0]["n"] == before
+
+
+async def test_a_level_waiting_for_its_window_goes_out_at_a_clean_shutdown(hall, clock, watcher, board):
+    hall.ctrl.water.level_window_s = 3600  # nothing leaves by the timer during this test
+    await board.read(1000)
+    msg = await wait_status(watcher, "normal")
+    assert msg["level_mm"] == 1000
+    clock.advance(seconds=30)
+    await board.read(1010)  # level only: waits for the window's end
+    assert hall.ctrl.water.levels_waiting == 1
+    assert [m.data["level_mm"] for m in watcher.messages(WATER)] == [1000]
+    await hall.stop_controller()
+    m = await watcher.wait_for(WATER, lambda m: m.data["level_mm"] == 1010)
+    assert m.data["status"] == "normal"
+    # Retained: a viewer arriving later gets the final level.
+    late = await hall.peer("late-viewer", subscribe_cmds=False)
+    await late.subscribe(WATER)
+    got = await late.wait_for(WATER)
+    assert got.data["level_mm"] == 1010
