@@ -22,7 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the whole system on one machine")
     d.add_argument("--broker", help="external broker mqtt://host:port (default: embedded)")
     d.add_argument("--listen", default="127.0.0.1:8000", help="web server HOST:PORT")
-    d.add_argument("--scenario", default="mpp-pagi", help="simulator scenario name")
+    d.add_argument("--scenario", help="run this scenario (mpp-pagi, banjir, gangguan, or a file) instead of the "
+                   "endless busy hall; its summary is printed at its end")
     d.add_argument("--data-dir", help="where the demo keeps its database (default: a temp dir)")
     d.add_argument("--sim-control", default="127.0.0.1:8001", metavar="HOST:PORT",
                    help="the virtual boards' HTTP control (press keys, set levels, cut WiFi); 'off' for none")

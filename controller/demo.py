@@ -70,6 +70,14 @@ async def _sim_control(fleet: Any, listen: str | None) -> Any:
     return server
 
 
+async def _scenario_to_its_end(engine: Any) -> None:
+    """Run the scenario for its minutes, print its summary; the web UI stays up until Ctrl-C."""
+    await engine.until_end()
+    summary = await engine.stop()
+    print(summary.text(), flush=True)
+    print("The scenario has ended (its boards are off); the web UI stays up. Press Ctrl-C to stop.", flush=True)
+
+
 async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
     """Everything in one event loop; returns when cancelled (Ctrl-C / SIGTERM)."""
     from simulator.fleet import Fleet
@@ -85,18 +93,31 @@ async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
         broker = await _embedded_broker(port)
         broker_url = f"mqtt://{host}:{port}"
     store = open_store(f"sqlite:///{data_dir / 'sigap-demo.db'}")
-    clock = demo_clock(ZoneInfo(cfg.sites[0].timezone))
+    scenario = getattr(args, "scenario_loaded", None)
+    engine = None
+    if scenario is not None:  # a scenario file: its own clock, citizens, staff, river and faults
+        from simulator.engine import Engine
+
+        engine = Engine(scenario, cfg, host, port, say=lambda text: print(text, flush=True))
+        clock: Callable[[], datetime] = engine.clock
+        fleet = engine.fleet
+    else:
+        clock = demo_clock(ZoneInfo(cfg.sites[0].timezone))
+        # The boards' clocks follow the demo's scenario time, as NTP would follow real time.
+        fleet = Fleet(cfg, host, port, wall_clock=lambda: clock().timestamp())
     ctrl = Controller(cfg, store, broker_url, clock=clock)
     ready = asyncio.Event()
     ctrl_task = asyncio.create_task(ctrl.run(args.listen, ready=ready))
-    # The boards' clocks follow the demo's scenario time, as NTP would follow real time.
-    fleet = Fleet(cfg, host, port, wall_clock=lambda: clock().timestamp())
     sim_task = None
     control = None
     try:
         await asyncio.wait_for(ready.wait(), 30)
-        fleet.start()
-        sim_task = asyncio.create_task(busy_hall(fleet))
+        if engine is not None:
+            await engine.start()
+            sim_task = asyncio.create_task(_scenario_to_its_end(engine))
+        else:
+            fleet.start()
+            sim_task = asyncio.create_task(busy_hall(fleet))
         control = await _sim_control(fleet, getattr(args, "sim_control", None))
         print(f"Sigap demo is running ({len(fleet.boards)} virtual boards of {cfg.sites[0].name}).")
         print(f"  web UI:   http://{args.listen}/")
@@ -113,11 +134,15 @@ async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
         print("Press Ctrl-C to stop.", flush=True)
         await ctrl_task
     finally:
+        scenario_ended = sim_task is not None and sim_task.done() and not sim_task.cancelled()
         if sim_task:
             sim_task.cancel()
+            await asyncio.gather(sim_task, return_exceptions=True)
         if control is not None:
             await control.stop()
         log.info("stopping the virtual boards")
+        if engine is not None and not scenario_ended:
+            print((await engine.stop()).text(), flush=True)  # Ctrl-C before the end: what happened so far
         await fleet.stop()
         log.info("stopping the controller")
         ctrl_task.cancel()
@@ -152,6 +177,18 @@ def demo_main(args: argparse.Namespace) -> int:
             parse_broker_url(args.broker)
         except ValueError as e:
             raise UserError(str(e)) from None
+    if getattr(args, "scenario", None):
+        from controller.errors import UserError
+        from simulator.scenario import ScenarioError, check_against, load_scenario
+
+        try:
+            sc = load_scenario(args.scenario)
+        except ScenarioError as e:
+            raise UserError(f"bad scenario {e.source}:\n  " + "\n  ".join(e.errors)) from None
+        problems = check_against(sc, load_config(DEMO_CONFIG))
+        if problems:
+            raise UserError(f"scenario {sc.scenario.name} does not fit the demo site:\n  " + "\n  ".join(problems))
+        args.scenario_loaded = sc
     check_listen(args.listen)
     if args.data_dir:
         data_dir = pathlib.Path(args.data_dir)

@@ -111,3 +111,29 @@ def test_demo_prints_the_admin_login_on_every_start(tmp_path, monkeypatch):
     assert len(login) == 1 and "admin / " in login[0], first
     again = _demo_until_ready(tmp_path, tmp_path / "data", "again")
     assert any(line.strip().startswith("login:") and "admin" in line for line in again.splitlines()), again
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_demo_runs_a_named_scenario_and_prints_its_summary_when_stopped(tmp_path):
+    port = free_port()
+    log = tmp_path / "demo-scenario.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "demo", "--listen", f"127.0.0.1:{port}",
+             "--data-dir", str(tmp_path / "data"), "--sim-control", "off", "--scenario", "mpp-pagi"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+    try:
+        wait_until(lambda: "Press Ctrl-C" in log.read_text(), 90, "the demo's banner")
+        text = log.read_text()
+        assert "scenario mpp-pagi: 31 boards online, scenario time" in text
+        health = json.loads(get(f"http://127.0.0.1:{port}/api/health")[1])
+        assert health["status"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    text = log.read_text()
+    assert code == 0, text[-2000:]
+    assert "Scenario mpp-pagi:" in text  # the summary of what happened so far
+    assert "Sigap demo stopped." in text and "Traceback" not in text

@@ -36,6 +36,9 @@ def test_every_command_has_help(command):
         (["demo", "--broker", "ftp://x"], "mqtt://host:port"),
         (["simulate", "--config", str(DEMO_CONFIG), "--broker", "nonsense://"], "mqtt://host:port"),
         (["audit", "verify"], "--db URL or --config FILE"),
+        (["demo", "--scenario", "nosuch"], "no such scenario file (bundled: "),
+        (["simulate", "--config", str(DEMO_CONFIG), "--broker", "mqtt://127.0.0.1:1", "--scenario", "nosuch"],
+         "no such scenario file (bundled: "),
     ],
 )
 def test_user_errors_are_one_clear_line_without_traceback(args, message):
