@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--scenario", help="run this scenario (mpp-pagi, banjir, gangguan, or a file) instead of the "
                    "endless busy hall; its summary is printed at its end")
     d.add_argument("--data-dir", help="where the demo keeps its database (default: a temp dir)")
+    d.add_argument("--secrets", metavar="FILE",
+                   help="with --broker mqtt://controller:PASSWORD@host:port of a broker secured by `sigap provision`: "
+                   "its secrets.toml, for the boards' passwords")
     d.add_argument("--sim-control", default="127.0.0.1:8001", metavar="HOST:PORT",
                    help="the virtual boards' HTTP control (press keys, set levels, cut WiFi); 'off' for none")
 
@@ -45,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--board-clock", choices=("host", "scenario"), default="host",
                    help="the boards' NTP time: the host's (a controller on real time) or the scenario's")
     s.add_argument("--control", metavar="HOST:PORT", help="serve the boards' HTTP control there (simulator/control.py)")
+    s.add_argument("--secrets", metavar="FILE",
+                   help="secrets TOML with each board's mqtt_password (what `sigap provision` writes), for a secured broker")
 
     dp = sub.add_parser("deploy", help="compile and copy firmware and settings onto a board")
     dp.add_argument("--device", required=True)

@@ -105,6 +105,10 @@ async def run_demo(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
         clock = demo_clock(ZoneInfo(cfg.sites[0].timezone))
         # The boards' clocks follow the demo's scenario time, as NTP would follow real time.
         fleet = Fleet(cfg, host, port, wall_clock=lambda: clock().timestamp())
+    if getattr(args, "secrets", None):  # an external broker secured by `sigap provision`
+        from simulator.cli import board_passwords
+
+        fleet.set_passwords(board_passwords(cfg, args.secrets))
     ctrl = Controller(cfg, store, broker_url, clock=clock)
     ready = asyncio.Event()
     ctrl_task = asyncio.create_task(ctrl.run(args.listen, ready=ready))

@@ -7,6 +7,8 @@ import contextlib
 import logging
 import math
 import socket
+from pathlib import Path
+from typing import Any
 
 from controller.bus import parse_broker_url
 from controller.config import ConfigError, load_config
@@ -16,6 +18,20 @@ from simulator.fleet import Fleet
 from simulator.live import busy_hall
 
 log = logging.getLogger("sigap.simulator")
+
+
+def board_passwords(cfg: Any, secrets: str | None) -> dict[str, str]:
+    """Each device's `mqtt_password` from a secrets file (`sigap provision` writes one), or none."""
+    if not secrets:
+        return {}
+    from firmware.tools.deploy import load_secrets
+
+    out: dict[str, str] = {}
+    for dev in cfg.devices:
+        password = load_secrets(Path(secrets), dev.id).get("mqtt_password")
+        if isinstance(password, str):
+            out[dev.id] = password
+    return out
 
 
 def simulate_main(args: argparse.Namespace) -> int:
@@ -47,6 +63,8 @@ def simulate_main(args: argparse.Namespace) -> int:
         if problems:
             raise UserError(f"scenario {sc.scenario.name} does not fit {args.config}:\n  " + "\n  ".join(problems))
 
+    passwords = board_passwords(cfg, getattr(args, "secrets", None))
+
     control = getattr(args, "control", None)
     if control:
         try:
@@ -67,6 +85,7 @@ def simulate_main(args: argparse.Namespace) -> int:
 
     async def hall() -> None:
         fleet = Fleet(cfg, host, port)
+        fleet.set_passwords(passwords)
         fleet.start()
         log.info("%d virtual boards running (%gx)", len(fleet.boards), speed)
         server = None
@@ -88,6 +107,7 @@ def simulate_main(args: argparse.Namespace) -> int:
             print(f"note: at {speed:g}x the boards keep the host's clock, so a controller on real time accepts "
                   "their readings; it judges hold times and the offline rule in its own (real) time",
                   flush=True)
+        engine.fleet.set_passwords(passwords)
         server = None
         try:
             await engine.start()

@@ -51,6 +51,12 @@ class Fleet:
             if wall_clock is not None:
                 self.boards[dev_id].wall_clock = wall_clock  # the boards' NTP time, for a scenario clock
 
+    def set_passwords(self, passwords: dict[str, str]) -> None:
+        """Each board's MQTT password (a provisioned broker: `sigap provision`), before it boots."""
+        for dev_id, password in passwords.items():
+            if dev_id in self.boards:
+                self.boards[dev_id].settings["mqtt_password"] = password
+
     def supported(self, dev_id: str) -> bool:
         """Roles whose firmware exists in this version."""
         return self.boards[dev_id].settings["role"] in ("counter", "display", "kiosk", "water")

@@ -273,3 +273,70 @@ async def test_rotating_a_password_and_reloading_the_broker_cuts_off_only_that_b
     async with secured.peer("kiosk-01", password=res.passwords["kiosk-01"]):
         pass
     assert "does not contain '%c' or '%u'" not in secured.broker.log_text()  # the ACL loads without warnings
+
+
+@pytest.mark.timeout(60)
+async def test_sigap_simulate_logs_its_boards_in_with_the_provisioned_secrets(secured, tmp_path):
+    conf = tmp_path / "sites.toml"
+    conf.write_text(SITE)
+    log = tmp_path / "simulate.log"
+    async with secured.peer(CONTROLLER_USER, client_id="watcher") as watcher:
+        await watcher.subscribe("sigap/v1/dev/+/state")
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "controller.cli", "simulate", "--config", str(conf),
+                 "--broker", f"mqtt://127.0.0.1:{secured.broker.port}", "--secrets", str(secured.out / "secrets.toml")],
+                stdout=fh, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2], start_new_session=True,
+            )
+        try:
+            for dev in ("kiosk-01", "kiosk-02"):  # each board's birth: it logged in with its own password
+                m = await watcher.wait_for(f"sigap/v1/dev/{dev}/state", lambda m: m.data.get("online") is True,
+                                           timeout=30)
+                assert m.data["role"] == "kiosk"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert "Traceback" not in log.read_text()
+    for password in secured.passwords.values():
+        assert password not in log.read_text()
+
+
+@pytest.mark.timeout(90)
+async def test_sigap_demo_runs_on_a_provisioned_broker_with_its_secrets(secured, tmp_path):
+    """The demo's own site on an external secured broker: its controller logs in with the controller's
+    credentials, its boards with theirs (the demo config's devices are provisioned here for it)."""
+    from controller.config import DEMO_CONFIG, load_config
+
+    demo = tmp_path / "demo-secrets"
+    res = provision(load_config(DEMO_CONFIG), demo, broker=f"mqtt://127.0.0.1:{secured.broker.port}",
+                    broker_dir=str(demo))
+    (secured.out / "passwd").write_text((demo / "passwd").read_text())  # the broker learns the demo's accounts
+    (secured.out / "acl").write_text((demo / "acl").read_text())
+    secured.broker.reload()
+    web = free_port()
+    url = f"mqtt://{CONTROLLER_USER}:{res.passwords[CONTROLLER_USER]}@127.0.0.1:{secured.broker.port}"
+    log = tmp_path / "demo.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "demo", "--broker", url, "--secrets", str(demo / "secrets.toml"),
+             "--listen", f"127.0.0.1:{web}", "--data-dir", str(tmp_path / "data"), "--sim-control", "off"],
+            stdout=fh, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2], start_new_session=True,
+        )
+    try:
+        await asyncio.to_thread(wait_port, web, True, 60)
+
+        def sensors() -> list[dict[str, object]]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{web}/api/sensors", timeout=5) as r:
+                return list(json.load(r))
+
+        async def every_sensor_reporting() -> None:  # readings from water boards that logged in themselves
+            while not (s := await asyncio.to_thread(sensors)) or any(x["level_mm"] is None for x in s):
+                await asyncio.sleep(0.2)
+
+        await asyncio.wait_for(every_sensor_reporting(), 60)
+    finally:
+        proc.terminate()
+        code = proc.wait(timeout=30)
+    text = log.read_text()
+    assert code == 0 and "Traceback" not in text, text[-2000:]
+    assert res.passwords[CONTROLLER_USER] not in text
