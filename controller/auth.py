@@ -5,8 +5,11 @@
   ``SIGAP_ADMIN_PASSWORD``, or a generated one that is printed once; no fixed
   default password exists.
 * API tokens: ``<payload>.<signature>`` in base64url, the payload JSON
-  ``{"sub", "role", "exp"}``, signed with HMAC-SHA256 under a secret generated
+  ``{"sub", "role", "exp", "jti"}``, signed with HMAC-SHA256 under a secret generated
   once and kept in the database (so tokens survive a restart).
+* Web sessions (``POST /api/login``): the same signed token, kept in an HttpOnly
+  cookie; state-changing requests carrying it also need ``csrf_token(session)``
+  (an HMAC of the session under the same secret) in a header.
 * Roles: ``viewer`` < ``operator`` < ``admin``; a role may do what lower ones may.
 * Failed logins are limited per client (``max_failures`` per ``window_s``).
 """
@@ -128,10 +131,19 @@ class Auth:
 
     def token(self, user: User, ttl_s: int = TOKEN_TTL_S) -> str:
         """A signed token for a user."""
-        payload = _b64(json.dumps({"sub": user.name, "role": user.role, "exp": int(self.now()) + ttl_s},
-                                  separators=(",", ":")).encode())
+        # `jti`: two logins of one user in the same second still get different tokens (and CSRF values).
+        claims = {"sub": user.name, "role": user.role, "exp": int(self.now()) + ttl_s, "jti": secrets.token_urlsafe(9)}
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         sig = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
         return f"{payload}.{sig}"
+
+    def csrf_token(self, session: str) -> str:
+        """The anti-CSRF value belonging to one session token (derived, so nothing is stored)."""
+        return _b64(hmac.new(self._key, b"csrf\x00" + session.encode(), hashlib.sha256).digest())
+
+    def check_csrf(self, session: str, value: str) -> bool:
+        """True when `value` is the anti-CSRF value of this session (constant-time compare)."""
+        return hmac.compare_digest(self.csrf_token(session).encode(), value.encode())
 
     def verify(self, token: str) -> User | None:
         """The user of a valid, unexpired token, else None."""

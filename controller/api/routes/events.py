@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import OAuth2PasswordBearer
 
-from controller.api.deps import ControllerDep
+from controller.api.deps import ControllerDep, optional_user
 
 router = APIRouter(prefix="/api", tags=["events"])
 
@@ -40,10 +40,10 @@ def sse(event_id: int, kind: str, data: object) -> bytes:
 async def events(request: Request, ctrl: ControllerDep,
                  token: Annotated[str | None, Depends(_bearer)] = None) -> StreamingResponse:
     """Events `queue` (a site's snapshot), `water` (a sensor's level/status), `alert` (an alert
-    change; who acted and their notes only with a bearer token, as GET /api/alerts) and `device`
+    change; who acted and their notes only with a login, as GET /api/alerts) and `device`
     (a board online/offline); first a `hello`; a comment every 15 s keeps proxies from closing
     the stream."""
-    logged_in = token is not None and ctrl.auth.verify(token) is not None
+    logged_in = optional_user(request) is not None  # a bearer token or the web login's cookie
 
     async def stream() -> AsyncIterator[bytes]:
         async with ctrl.events.subscribe() as q:
