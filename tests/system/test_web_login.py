@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from playwright.async_api import async_playwright, expect
 
 from controller.api.deps import CSRF_HEADER, SESSION_COOKIE
 from controller.auth import User
 from controller.config import parse_config
+from tests.harness.browser import CHROMIUM_ARGS, chromium_path
 from tests.harness.controller import SettableClock
-from tests.harness.mpp_hall import Hall, running_hall
-from tests.system.test_water_controller import _TOML, SENSOR, START, WaterBoard
+from tests.harness.mpp_hall import Hall, running_hall, until_handled
+from tests.system.test_events_sse import next_event
+from tests.system.test_water_controller import _TOML, OTHER, SENSOR, START, WaterBoard
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -180,3 +183,75 @@ async def test_forged_or_expired_cookie_is_401(hall, http):
     r = await http.get("/api/devices", headers={"Authorization": "Bearer forged.token"})
     assert r.status_code == 401
     assert (await http.get("/api/devices")).status_code == 200
+
+
+async def test_event_stream_shows_who_acked_to_a_session_only(hall, http, clock):
+    alert_id = await open_alert(hall, clock)
+    session = await login(http, OPERATOR)
+    async with httpx.AsyncClient(base_url=hall.base_url, timeout=10) as anon, \
+            http.stream("GET", "/api/events") as private, anon.stream("GET", "/api/events") as public:
+        private_lines, public_lines = private.aiter_lines(), public.aiter_lines()
+        await next_event(private_lines, "hello")
+        await next_event(public_lines, "hello")
+        r = await http.post(f"/api/alerts/{alert_id}/ack", headers={CSRF_HEADER: session["csrf"]},
+                            json={"note": "Sari menuju lokasi"})
+        assert r.status_code == 200, r.text
+        full = await next_event(private_lines, "alert")
+        assert (full["alert"]["acked_by"], full["alert"]["note"]) == ("sari", "Sari menuju lokasi")
+        bare = await next_event(public_lines, "alert")
+        assert bare["alert"]["state"] == "acknowledged" and "sari" not in str(bare).lower()
+
+
+async def test_page_logs_in_shows_alerts_and_devices_acks_and_logs_out(hall, clock, tmp_path):
+    alert_id = await open_alert(hall, clock)
+    other = await hall.peer(OTHER)
+    await other.birth("water", boot=1)
+    await until_handled(hall.ctrl, lambda: OTHER in hall.ctrl.presence.devices
+                        and hall.ctrl.presence.devices[OTHER].online)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(hall.base_url + "/")
+            await expect(page.locator("#health")).to_have_text("sehat", timeout=10_000)
+            form = page.locator("#login")
+            await expect(form).to_be_visible(timeout=10_000)
+            await expect(page.locator("#ops")).to_be_hidden()
+
+            await page.get_by_label("Nama pengguna").fill(OPERATOR[0])
+            await page.get_by_label("Kata sandi").fill("salah")
+            await page.get_by_role("button", name="Masuk").click()
+            await expect(page.locator("#login-error")).to_have_text("Nama pengguna atau kata sandi salah.")
+
+            await page.get_by_label("Kata sandi").fill(OPERATOR[1])
+            await page.get_by_role("button", name="Masuk").click()
+            await expect(page.locator("#who")).to_have_text("sari (operator)", timeout=10_000)
+            await expect(form).to_be_hidden()
+            sensor_row = page.locator(f'#devices tr[data-device="{SENSOR}"]')
+            await expect(sensor_row).to_be_visible(timeout=10_000)
+            await expect(sensor_row.locator(".status")).to_have_text("luring")  # readings only, no birth
+            await expect(page.locator(f'#devices tr[data-device="{OTHER}"] .status')).to_have_text("daring")
+            cookies = await page.context.cookies()
+            session = next(c for c in cookies if c["name"] == SESSION_COOKIE)
+            assert session["httpOnly"] and session["sameSite"] == "Strict"
+            assert await page.evaluate("document.cookie") == ""  # not readable by scripts
+
+            alert = page.locator(f'#alerts li[data-alert="{alert_id}"]')
+            await expect(alert.locator(".state")).to_have_text("terbuka", timeout=10_000)
+            await alert.get_by_role("button", name="Tanggapi").click()
+            await expect(alert.locator(".state")).to_have_text("ditanggapi", timeout=10_000)
+            assert hall.ctrl.water.alert_views("active")[0]["acked_by"] == "sari"
+
+            # A reload keeps the session (the cookie), then logging out ends it.
+            await page.reload()
+            await expect(sensor_row).to_be_visible(timeout=10_000)
+            await page.screenshot(path=str(tmp_path / "login.png"))
+            await page.get_by_role("button", name="Keluar").click()
+            await expect(form).to_be_visible(timeout=10_000)
+            await expect(page.locator("#ops")).to_be_hidden()
+            await expect(page.locator("#devices tbody tr")).to_have_count(0)
+            assert not [c for c in await page.context.cookies() if c["name"] == SESSION_COOKIE]
+            # The public queue part kept working throughout.
+            await expect(page.locator("#health")).to_have_text("sehat")
+        finally:
+            await browser.close()
