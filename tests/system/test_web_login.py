@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.async_api import async_playwright, expect
 
+from controller.api.app import create_app
 from controller.api.deps import CSRF_HEADER, SESSION_COOKIE
 from controller.auth import User
 from controller.config import parse_config
@@ -85,6 +86,17 @@ async def test_login_sets_an_httponly_strict_cookie_that_opens_the_login_api(hal
     r = await http.get("/api/devices")
     assert r.status_code == 200 and SENSOR in [d["id"] for d in r.json()]
 
+
+
+async def test_cookie_is_secure_when_the_request_is_https(hall):
+    transport = httpx.ASGITransport(app=create_app(hall.ctrl))
+    async with httpx.AsyncClient(transport=transport, base_url="https://sigap.test", timeout=5) as https:
+        r = await https.post("/api/login", data={"username": VIEWER[0], "password": VIEWER[1]})
+        assert r.status_code == 200, r.text
+        assert "secure" in {a.strip().lower() for a in r.headers["set-cookie"].split(";")}
+        assert (await https.get("/api/devices")).status_code == 200
+        r = await https.post("/api/logout")
+        assert "secure" in {a.strip().lower() for a in r.headers["set-cookie"].split(";")}
 
 async def test_login_takes_json_too(hall, http):
     r = await http.post("/api/login", json={"username": VIEWER[0], "password": VIEWER[1]})
