@@ -574,7 +574,12 @@ class VirtualEcho:
     (-2: no echo started, -1: echo longer than the timeout, as
     machine.time_pulse_us), a number is a distance in mm for that one echo
     (a spike). Then random noise, drops and spikes at the given rates.
+    A surface nearer than `dead_zone_mm` (the JSN-SR04T's blind zone, ~25 cm:
+    the transducer still rings from its own burst) gives a ring-down echo
+    somewhere inside the blind zone instead of the true distance.
     """
+
+    dead_zone_mm = 250.0
 
     def __init__(
         self,
@@ -609,6 +614,8 @@ class VirtualEcho:
             return -2
         elif self.rng.random() < self.spike_rate:
             d = self.rng.uniform(300, self.distance_mm * 0.6)  # rain drop, web, wall
+        elif self.distance_mm < self.dead_zone_mm:
+            d = self.rng.uniform(0.4, 0.95) * self.dead_zone_mm  # the ring-down, not the water
         else:
             d = self.distance_mm
             if self.noise_mm:

@@ -329,6 +329,18 @@ async def test_echoes_in_the_blind_zone_or_beyond_range_are_invalid() -> None:
     assert await jsn(echo).measure(temp_c=20.0) == (None, 1)  # below min_valid
 
 
+async def test_water_inside_the_virtual_blind_zone_gives_no_valid_echo() -> None:
+    # The river has risen to 15 cm below the sensor face: only the ring-down comes back.
+    echo = hw.VirtualEcho(150, seed=3)
+    seen = [echo(None, 1, 30000) * (hw.speed_of_sound(20.0) / 1000) / 2 for _ in range(50)]
+    assert all(0.4 * echo.dead_zone_mm - 1 <= mm <= 0.95 * echo.dead_zone_mm + 1 for mm in seen)
+    assert sum(1 for mm in seen if abs(mm - 150) < 5) < 10  # the water's own distance is not what comes back
+    assert await jsn(echo).measure(temp_c=20.0) == (None, 0)
+    echo.distance_mm = echo.dead_zone_mm + 50  # just outside it: measured again
+    mm, n = await jsn(echo).measure(temp_c=20.0)
+    assert n == 5 and mm is not None and abs(mm - 300) <= 2
+
+
 async def test_noisy_echoes_with_drops_and_spikes_stay_within_two_centimetres() -> None:
     # Spikes twice as often as FloodNet saw (1 in 100), 5 % lost echoes.
     ranger = jsn(hw.VirtualEcho(1500, noise_mm=4, drop_rate=0.05, spike_rate=0.02, seed=7))
