@@ -14,7 +14,7 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ import uvicorn
 
 from controller import __version__
 from controller.api import create_app
+from controller.api.serve import EmbeddedServer, parse_hostport
 from controller.auth import Auth
 from controller.bus import Bus, parse_broker_url, redact_broker_url
 from controller.config import ConfigError, SiteConfig, load_config
@@ -235,7 +236,7 @@ class Controller:
         http_task = None
         if listen:
             host, port = parse_listen(listen)
-            server = _Server(uvicorn.Config(create_app(self), host=host, port=port, log_level="warning", lifespan="off"))
+            server = EmbeddedServer(uvicorn.Config(create_app(self), host=host, port=port, log_level="warning", lifespan="off"))
             http_task = asyncio.create_task(server.serve(), name="http")
             tasks.append(http_task)
         try:
@@ -269,22 +270,14 @@ class Controller:
             self.store.engine.dispose()
 
 
-class _Server(uvicorn.Server):
-    """uvicorn inside our loop: the process, not uvicorn, owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def parse_listen(listen: str) -> tuple[str, int]:
     """HOST:PORT → (host, port)."""
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    try:
+        return parse_hostport(listen)
+    except ValueError:
         from controller.errors import UserError
 
-        raise UserError(f"--listen must be HOST:PORT with a port from 1 to 65535, got {listen!r}")
-    return host, int(port)
+        raise UserError(f"--listen must be HOST:PORT with a port from 1 to 65535, got {listen!r}") from None
 
 
 def check_listen(listen: str) -> tuple[str, int]:

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import difflib
 import json
 import socket
 import sys
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import uvicorn
@@ -36,6 +34,8 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from controller.api.serve import EmbeddedServer
+from controller.api.serve import parse_hostport as _parse_hostport
 from simulator.board import VirtualBoard
 from simulator.fleet import Fleet
 
@@ -229,20 +229,9 @@ def create_app(fleet: Fleet) -> FastAPI:
 # -- the server -----------------------------------------------------------------------------
 
 
-class _Server(uvicorn.Server):
-    """uvicorn inside the simulator's loop: the process, not uvicorn, owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def parse_hostport(listen: str) -> tuple[str, int]:
-    """HOST:PORT -> (host, port); ValueError naming the expected shape."""
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"expected HOST:PORT, got {listen!r}")
-    return host, int(port)
+    """HOST:PORT -> (host, port) for the control server (port 0: any free one)."""
+    return _parse_hostport(listen, min_port=0)
 
 
 class ControlServer:
@@ -255,7 +244,7 @@ class ControlServer:
     def __init__(self, fleet: Fleet, listen: str = DEFAULT_LISTEN):
         self.fleet = fleet
         self.host, self.port = parse_hostport(listen)
-        self._server: _Server | None = None
+        self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -274,7 +263,7 @@ class ControlServer:
             raise
         self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(create_app(self.fleet), log_level="warning", lifespan="off", access_log=False)
-        self._server = server = _Server(config)
+        self._server = server = EmbeddedServer(config)
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="sim-control")
         async with asyncio.timeout(timeout):
             while not server.started:
