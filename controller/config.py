@@ -25,6 +25,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeAlias, get_args, get_origin, overload
 from urllib.parse import urlsplit
@@ -405,7 +406,6 @@ class SiteConfig(_Table):
     sites: Annotated[list[Site], Field(min_length=1)]
     devices: list[Device] = []
     _path: Path | None = PrivateAttr(default=None)
-    _by_id: dict[str, Device] | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path | None:
@@ -419,10 +419,17 @@ class SiteConfig(_Table):
     def device(self, device_id: str) -> Device | None:
         """The registered device with this id, or None (an unknown board)."""
         # An index, not a scan: this runs for every message (5,000 sensors make a scan costly).
-        by_id = self._by_id
-        if by_id is None or len(by_id) != len(self.devices):
-            by_id = self._by_id = {d.id: d for d in self.devices}
+        # Kept in the instance's __dict__ (cached_property), not as a pydantic private
+        # attribute: reading one of those goes through BaseModel.__getattr__ on every call.
+        by_id = self.device_index
+        if len(by_id) != len(self.devices):
+            by_id = self.__dict__["device_index"] = {d.id: d for d in self.devices}
         return by_id.get(device_id)
+
+    @cached_property
+    def device_index(self) -> dict[str, Device]:
+        """Registered devices by id (see device())."""
+        return {d.id: d for d in self.devices}
 
     def service(self, site_id: str, code: str) -> Service | None:
         """Service `code` at site `site_id`, or None."""

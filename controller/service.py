@@ -43,7 +43,7 @@ WATER_CHECK_S = 5.0
 """How often (seconds) the offline rule runs over every water sensor."""
 CHECKPOINT_S = 2.0
 """How often (seconds) the database's write-ahead log is checkpointed, in a worker thread."""
-LEVEL_WINDOW_S = 1.0
+LEVEL_WINDOW_S = 5.0
 """A sensor's retained level message goes out at most once per this many seconds while only its
 level moves (WaterService.level_window_s); status changes, sirens and alerts at once."""
 

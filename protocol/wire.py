@@ -202,12 +202,13 @@ def _reject_constant(name: str) -> None:
 # both sides produce the same bytes and the same size checks. (Plain `dict`
 # annotations: the board-side type check sees MicroPython's json stubs, which
 # have none of CPython's keywords.)
-_LOADS_KW: dict = {"parse_constant": _reject_constant}
 _DUMPS_KW: dict = {"ensure_ascii": False, "allow_nan": False}
 try:
-    json.loads("0", **_LOADS_KW)
-except TypeError:  # MicroPython
-    _LOADS_KW = {}
+    # One decoder, built once: json.loads with a keyword builds a new one per call.
+    # (Immutable configuration, not state: boards in one process may share it.)
+    _loads = json.JSONDecoder(parse_constant=_reject_constant).decode  # type: ignore[attr-defined]
+except AttributeError:  # MicroPython: no JSONDecoder
+    _loads = json.loads
     _DUMPS_KW = {}
 
 
@@ -247,7 +248,7 @@ def decode(payload: "bytes | bytearray | memoryview | str", limit: int) -> dict:
         except UnicodeError:
             raise ProtocolError("bad_utf8", "payload is not UTF-8") from None
     try:
-        msg = json.loads(text, **_LOADS_KW)
+        msg = _loads(text)
     except (ValueError, RuntimeError) as e:  # RuntimeError: CPython's RecursionError
         raise ProtocolError("bad_json", str(e)) from None
     if type(msg) is not dict:

@@ -9,10 +9,16 @@ the count divided by the same window: from the moment the load starts until the 
 is received (bare subscriber, auto-ack, nothing else) or until the last reading is committed
 (controller: rows in its readings table, polled every 50 ms, so the window can only be too long).
 Goal (flood issue): at least 0.8 of the bare rate.
+
+The CPU each party spent per message is printed beside the rates. The generators share the
+machine's cores with the receiver, so when they saturate it each single-threaded receiver gets
+about a fair share of a core and the ratio approaches the inverse ratio of their CPU per
+message: the controller must spend at most 1.25 times what the bare subscriber spends.
 """
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -65,13 +71,34 @@ class Load:
             p.stdin.flush()
         return t0
 
-    def wait(self) -> int:
-        """Messages the broker acknowledged, over every generator."""
-        sent = 0
+    def wait(self) -> tuple[int, float]:
+        """(messages the broker acknowledged, CPU seconds the generators used), over all of them."""
+        sent, cpu = 0, 0.0
         for p in self.procs:
             out, _ = p.communicate(timeout=300)
-            sent += int(out.split()[-1])
-        return sent
+            words = out.split()  # "done COUNT CPU_S"
+            sent += int(words[-2])
+            cpu += float(words[-1])
+        return sent, cpu
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used so far (Linux /proc)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Phase:
+    """What one phase measured: rate, counts, window and CPU seconds per party."""
+
+    def __init__(self, rate: float, got: int, sent: int, window: float, receiver: float, broker: float,
+                 load: float):
+        self.rate, self.got, self.sent, self.window = rate, got, sent, window
+        self.receiver, self.broker, self.load = receiver, broker, load
+
+    def cpu_line(self) -> str:
+        us = 1e6 / max(self.got, 1)
+        return (f"{self.window:6.2f} s   {self.receiver * us:6.1f} {self.broker * us:8.1f} {self.load * us:7.1f}")
 
 
 def until(cond: Callable[[], bool], timeout: float) -> None:
@@ -80,8 +107,8 @@ def until(cond: Callable[[], bool], timeout: float) -> None:
         time.sleep(POLL_S)
 
 
-def bare_rate(port: int) -> tuple[float, int, int]:
-    """(msg/s, received, sent) of a subscriber that only counts."""
+def bare_rate(port: int, broker_pid: int) -> Phase:
+    """A subscriber that only counts (in this process, its network loop in a thread)."""
     got = [0, 0.0]
     expected = SENSORS * ROUNDS
     done = threading.Event()
@@ -98,17 +125,20 @@ def bare_rate(port: int) -> tuple[float, int, int]:
     sub.subscribe("sigap/v1/dev/+/evt/+", qos=1)
     subscribed.wait(10)
     load = Load(port)
+    cpu0, broker0 = time.process_time(), cpu_s(broker_pid)
     t0 = load.go()
-    sent = load.wait()
+    sent, load_cpu = load.wait()
     done.wait(120)
+    cpu1, broker1 = time.process_time(), cpu_s(broker_pid)
     sub.loop_stop()
     sub.disconnect()
     end = got[1] if done.is_set() else time.perf_counter()
-    return got[0] / (end - t0), int(got[0]), sent
+    n = int(got[0])
+    return Phase(n / (end - t0), n, sent, end - t0, cpu1 - cpu0, broker1 - broker0, load_cpu)
 
 
-def controller_rate(port: int, work: pathlib.Path, url: str) -> tuple[float, int, int]:
-    """(readings/s committed, committed, sent) of the controller in its own process."""
+def controller_rate(port: int, broker_pid: int, work: pathlib.Path, url: str) -> Phase:
+    """The controller in its own process: readings committed to its database."""
     cfg = work / "sites.toml"
     cfg.write_text(site_toml())
     db = work / "ingest.db"
@@ -129,16 +159,19 @@ def controller_rate(port: int, work: pathlib.Path, url: str) -> tuple[float, int
             raise RuntimeError("the controller did not come online")
         watch.loop_stop()
         watch.disconnect()
+        assert ctl.proc is not None
         load = Load(port)
+        cpu0, broker0 = cpu_s(ctl.proc.pid), cpu_s(broker_pid)
         t0 = load.go()
         until(lambda: committed() >= expected, 120)
         end = time.perf_counter()
+        cpu1, broker1 = cpu_s(ctl.proc.pid), cpu_s(broker_pid)
         n = committed()
-        sent = load.wait()
+        sent, load_cpu = load.wait()
     finally:
         ctl.stop()
         engine.dispose()
-    return n / (end - t0), n, sent
+    return Phase(n / (end - t0), n, sent, end - t0, cpu1 - cpu0, broker1 - broker0, load_cpu)
 
 
 def main() -> None:
@@ -146,15 +179,20 @@ def main() -> None:
         work = pathlib.Path(tmp)
         broker = MosquittoBroker(work / "broker").start()
         try:
-            bare, got, bare_sent = bare_rate(broker.port)
-            ingest, n, sent = controller_rate(broker.port, work, broker.url)
+            assert broker.proc is not None
+            bare = bare_rate(broker.port, broker.proc.pid)
+            ingest = controller_rate(broker.port, broker.proc.pid, work, broker.url)
         finally:
             broker.stop()
-    print(f"  load: {SENSORS} sensors × {ROUNDS} readings from {LOADERS} generator processes, QoS 1, "
-          "Mosquitto on loopback")
-    print(f"  bare subscriber receive rate : {bare:9.0f} msg/s ({got} of {bare_sent} received)")
-    print(f"  controller readings committed: {ingest:9.0f} readings/s ({n} of {sent} committed)")
-    print(f"  ratio ingest/bare            : {ingest / bare:.2f}   (goal: at least 0.8)")
+    print(f"  load: {SENSORS} sensors × {ROUNDS} readings from {LOADERS} generator processes, "
+          f"QoS 1, Mosquitto on loopback, {os.cpu_count()} CPUs")
+    print("                                 rate                       window   CPU µs per message:")
+    print("                                                                     receiver   broker    load")
+    print(f"  bare subscriber receive rate : {bare.rate:6.0f} msg/s      ({bare.got} of {bare.sent}) "
+          f"{bare.cpu_line()}")
+    print(f"  controller readings committed: {ingest.rate:6.0f} readings/s ({ingest.got} of {ingest.sent}) "
+          f"{ingest.cpu_line()}")
+    print(f"  ratio ingest/bare            : {ingest.rate / bare.rate:.2f}   (goal: at least 0.8)")
 
 
 if __name__ == "__main__":

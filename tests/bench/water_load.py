@@ -7,7 +7,7 @@ Sensor ids are ``wl-0000`` … (the bench's site config knows them); this proces
 every ``PROCESSES``-th one from ``INDEX``. It connects, prints ``ready``, waits for a line on
 stdin, then sends ``READINGS`` rounds (seq 1, 2, …; one reading per sensor per round, so each
 sensor's readings leave in order) at QoS 1 with up to 1,000 in flight, waits for every PUBACK
-and prints ``done COUNT``.
+and prints ``done COUNT CPU_SECONDS``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
             break
     c.loop_stop()
     c.disconnect()
-    print(f"done {sent}", flush=True)
+    print(f"done {sent} {time.process_time():.3f}", flush=True)
     return 0
 
 
