@@ -203,11 +203,12 @@ def _reject_constant(name: str) -> None:
 # annotations: the board-side type check sees MicroPython's json stubs, which
 # have none of CPython's keywords.)
 _DUMPS_KW: dict = {"ensure_ascii": False, "allow_nan": False}
-try:
-    # One decoder, built once: json.loads with a keyword builds a new one per call.
-    # (Immutable configuration, not state: boards in one process may share it.)
-    _loads = json.JSONDecoder(parse_constant=_reject_constant).decode  # type: ignore[attr-defined]
-except AttributeError:  # MicroPython: no JSONDecoder
+# One decoder, built once (json.loads with a keyword builds a new one per call);
+# immutable configuration, not state, so boards in one process may share it.
+_DECODER = getattr(json, "JSONDecoder", None)  # CPython only
+if _DECODER is not None:
+    _loads = _DECODER(parse_constant=_reject_constant).decode
+else:  # MicroPython
     _loads = json.loads
     _DUMPS_KW = {}
 
