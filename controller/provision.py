@@ -235,6 +235,10 @@ set_tcp_nodelay true
 persistence true
 autosave_interval 60
 max_queued_messages 100000
+# QoS 1 messages in flight to one client before the broker waits for its PUBACKs
+# (default 20). The controller acknowledges a batch of readings once it is
+# committed: a window of 20 would cap each batch at 20 readings.
+max_inflight_messages 1000
 
 # TLS: the passwords above cross the network in clear text on port {port}. On a
 # network that others share, add a TLS listener and close the plain one

@@ -43,6 +43,9 @@ WATER_CHECK_S = 5.0
 """How often (seconds) the offline rule runs over every water sensor."""
 CHECKPOINT_S = 2.0
 """How often (seconds) the database's write-ahead log is checkpointed, in a worker thread."""
+STATE_WINDOW_S = 5.0
+"""A sensor's database state row is written at most once per this many seconds while only its
+level moves (WaterService.state_window_s); the rest waits for the next offline check."""
 LEVEL_WINDOW_S = 5.0
 """A sensor's retained level message goes out at most once per this many seconds while only its
 level moves (WaterService.level_window_s); status changes, sirens and alerts at once."""
@@ -71,6 +74,7 @@ class Controller:
         self.queues = QueueService(cfg, store, self.bus, self.metrics, clock, self.events)
         self.water = WaterService(cfg, store, self.bus, self.metrics, clock, self.events)
         self.water.level_window_s = LEVEL_WINDOW_S
+        self.water.state_window_s = STATE_WINDOW_S
         self.webhooks = Webhooks(cfg.sigap.webhooks, store, self.metrics)
         if cfg.sigap.webhooks:
             self.water.webhooks = self.webhooks
@@ -258,6 +262,10 @@ class Controller:
             checkpoint_task.cancel()
             self.queues.flush_snapshots()
             self.water.flush_levels()
+            try:
+                self.water.flush_states()
+            except Exception:
+                log.exception("could not write the waiting sensor states at shutdown")
             await self.bus.stop()
             bus_task.cancel()
             if http_task is not None:

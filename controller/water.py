@@ -121,6 +121,15 @@ class WaterService:
     values carry nothing). A status change always goes out at once; sirens, configs and alerts
     are not delayed. 0 = every change at once. The Controller sets it (CONTROLLER_LEVEL_WINDOW_S)."""
 
+    state_window_s = 0.0
+    """Coalescing of a sensor's ``sensor_state`` row: a reading that changes nothing but the level,
+    rate and times writes the row only if the sensor's last write is at least this old (arrival
+    time); otherwise the row waits for flush_states() (every offline check, and at shutdown).
+    A status, siren, offline or alert change, and a sensor's first row, are written with the
+    reading. After a crash the row may be this much older than the readings committed with it:
+    _load() takes the level and time from the newest accepted reading then. 0 = every batch
+    writes every touched row. The Controller sets it (STATE_WINDOW_S)."""
+
     def __init__(self, cfg: SiteConfig, store: Any, bus: Any, metrics: Metrics, clock: Callable[[], datetime],
                  events: EventHub | None = None):
         self.cfg = cfg
@@ -159,6 +168,10 @@ class WaterService:
         self._sent_config: dict[str, bytes] = {}
         self._state_rows: set[str] = set()
         """Sensors with a sensor_state row in the database (updated, not inserted)."""
+        self._state_due: dict[str, None] = {}
+        """Sensors whose row is older than their state in memory (see state_window_s)."""
+        self._state_at: dict[str, float] = {}
+        """When (arrival time, Unix s) each sensor's row was last written."""
         self._load()
         # Redeliveries after a restart (the batch committed but not yet acknowledged when
         # the process died, a board's resends) are then caught in memory, not by a failed
@@ -173,6 +186,8 @@ class WaterService:
         self.store.forget_cached_head()
         rows = self.store.load_sensor_states()
         self._state_rows = set(rows)
+        self._state_due = {}
+        self._state_at = {}
         self.sensors = {}
         self.last_reading = {}
         for dev_id, dev in self.devices.items():
@@ -189,13 +204,20 @@ class WaterService:
                 if row["last_reading"] is not None:
                     self.last_reading[dev_id] = row["last_reading"]
                 if row["ts"] is not None:
-                    # The rate fit's window, so the rate is known again at once.
-                    hist = self.store.load_readings(dev_id, row["ts"] - WINDOW_RELOAD_S, row["ts"])
+                    # The rate fit's window, so the rate is known again at once; and what
+                    # was committed after the row (a row may lag its readings by
+                    # state_window_s): the newest accepted live reading is the level now.
+                    hist = self.store.load_readings(dev_id, row["ts"] - WINDOW_RELOAD_S, wire.UINT32_MAX)
                     state.window = sorted({(r["ts"], r["level_mm"]) for r in hist if r["level_mm"] is not None})
                     if not state.window:
                         state.window = [(row["ts"], row["level_mm"])]
                     state.newest_ts = max(row["ts"], state.window[-1][0])
-            self.sensors[dev_id] = WaterSensor(spec, state)
+                    newer = [r for r in hist if r["ts"] > row["ts"] and r["level_mm"] is not None and not r["late"]]
+                    if newer:
+                        state.level_mm, state.ts = newer[-1]["level_mm"], newer[-1]["ts"]
+            sensor = self.sensors[dev_id] = WaterSensor(spec, state)
+            if state is not None and row is not None and state.ts != row["ts"]:
+                sensor.refresh_rate()
         self.book = AlertBook(next_id=self.store.max_alert_id() + 1, keep_resolved=KEEP_RESOLVED)
         self.book.restore(_row_alert(r) for r in self.store.load_alerts(KEEP_RESOLVED))
 
@@ -365,7 +387,7 @@ class WaterService:
             if res.accepted and res.level_mm is not None:
                 count(dev.id, ts, res.level_mm)
             done.append(_Done(dev.id, key, res, changes))
-        touched = {d.sensor: None for d in done}
+        touched = self._rows_due(done, arrival)
         with self.store.transaction() as conn:
             self.store.record_applied_many(conn, applied_rows)
             for sensor, ts, accepted in settles:  # rows of earlier batches, before this batch's rows exist
@@ -380,9 +402,47 @@ class WaterService:
                                                [r for r in rows if r["sensor"] not in self._state_rows])
             self._save_changes(conn, [ch for d in done for ch in d.changes])
         self._state_rows.update(touched)
+        for sensor in touched:
+            self._state_due.pop(sensor, None)
+            self._state_at[sensor] = arrival
         for d in done:
             self.last_reading[d.sensor] = arrival
         return done
+
+    def _rows_due(self, done: list[_Done], arrival: float) -> dict[str, None]:
+        """The touched sensors whose sensor_state row is written with this batch; the others
+        are marked as waiting for flush_states() (see state_window_s)."""
+        window = self.state_window_s
+        if window <= 0:
+            return {d.sensor: None for d in done}
+        urgent: dict[str, None] = {}
+        quiet: dict[str, None] = {}
+        for d in done:
+            r = d.result
+            if (d.changes or r.events or r.status_changed or r.siren is not None or r.online_changed
+                    or d.sensor not in self._state_rows
+                    or arrival - self._state_at.get(d.sensor, -window) >= window):
+                urgent[d.sensor] = None
+            else:
+                quiet[d.sensor] = None
+        for sensor in quiet:
+            if sensor not in urgent:
+                self._state_due[sensor] = None
+        return urgent
+
+    def flush_states(self) -> int:
+        """Write every sensor_state row that waits (see state_window_s); returns how many."""
+        due = [sensor for sensor in self._state_due if sensor in self.sensors]
+        if not due:
+            return 0
+        rows = [self._state_row(sensor, None) for sensor in due]
+        with self.store.transaction() as conn:
+            self.store.save_sensor_states_many(conn, [r for r in rows if r["sensor"] in self._state_rows],
+                                               [r for r in rows if r["sensor"] not in self._state_rows])
+        self._state_rows.update(due)
+        for sensor in due:
+            self._state_due.pop(sensor, None)
+        return len(due)
 
     def _published(self, done: list[_Done]) -> None:
         """After the commit: remember, count, stream and publish what the batch did."""
@@ -411,6 +471,7 @@ class WaterService:
     def _save_state(self, conn: sa.Connection, sensor_id: str, last_reading: float | None) -> None:
         self.store.save_sensor_state(conn, self._state_row(sensor_id, last_reading))
         self._state_rows.add(sensor_id)
+        self._state_due.pop(sensor_id, None)
 
     def _state_row(self, sensor_id: str, last_reading: float | None) -> dict[str, Any]:
         s = self.sensors[sensor_id].state
@@ -453,6 +514,11 @@ class WaterService:
     async def check(self, now: datetime | None = None) -> None:
         """The offline rule for every sensor; call every few seconds."""
         t = (now or self.clock()).timestamp()
+        try:
+            self.flush_states()
+        except Exception:
+            log.exception("could not write the waiting sensor states; retried at the next check")
+            self.metrics.reject("db_error")
         for sensor_id, sensor in self.sensors.items():
             res = sensor.check(t, self.listening_since)
             if not res.changed and not res.events:

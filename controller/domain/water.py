@@ -734,6 +734,10 @@ class WaterSensor:
             s.fast_since = now
         s.fast = fast
 
+    def refresh_rate(self) -> None:
+        """Fit the rate of rise again from the window (after a restore)."""
+        self.state.rate_mm_h = self._rate()
+
     def _rate(self) -> float | None:
         spec, w = self.spec, self.state.window
         if not w:

@@ -37,6 +37,7 @@ SENSORS = 5000
 ROUNDS = 10
 LOADERS = 4
 POLL_S = 0.05
+BROKER_CONF = "max_inflight_messages 1000\n"
 
 
 def site_toml() -> str:
@@ -177,7 +178,7 @@ def controller_rate(port: int, broker_pid: int, work: pathlib.Path, url: str) ->
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
-        broker = MosquittoBroker(work / "broker").start()
+        broker = MosquittoBroker(work / "broker", extra_conf=BROKER_CONF).start()
         try:
             assert broker.proc is not None
             bare = bare_rate(broker.port, broker.proc.pid)

@@ -6,18 +6,20 @@ simulated water sensors, publishing `evt/reading` as fast as the broker takes th
 Sensor ids are ``wl-0000`` … (the bench's site config knows them); this process speaks for
 every ``PROCESSES``-th one from ``INDEX``. It connects, prints ``ready``, waits for a line on
 stdin, then sends ``READINGS`` rounds (seq 1, 2, …; one reading per sensor per round, so each
-sensor's readings leave in order) at QoS 1 with up to 1,000 in flight, waits for every PUBACK
+sensor's readings leave in order) at QoS 1 with up to 1,000 in flight (each publish waits for a free slot), waits for every PUBACK
 and prints ``done COUNT CPU_SECONDS``.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
-import threading
 import time
 
-from tests.bench.mqtt_timing import client
+import paho.mqtt.client as mqtt
+
+IN_FLIGHT = 1000
 
 
 def sensor_ids(index: int, processes: int, sensors: int) -> list[str]:
@@ -28,9 +30,27 @@ def sensor_ids(index: int, processes: int, sensors: int) -> list[str]:
 def main(argv: list[str]) -> int:
     port, index, processes, sensors, rounds = (int(a) for a in argv)
     ids = sensor_ids(index, processes, sensors)
-    acked = threading.Semaphore(0)
-    c = client(port, f"bench-load-{index}", max_inflight=1000)
-    c.on_publish = lambda *a: acked.release()
+    # One thread drives the client (paho's loop() between publishes, no network thread: two
+    # threads of one generator would trade the GIL on every PUBLISH and PUBACK), with at most
+    # IN_FLIGHT unacknowledged at once: handed everything at once, paho would queue the rest
+    # and scan that queue on every PUBACK.
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-load-{index}")
+    c.max_inflight_messages_set(IN_FLIGHT)
+    inflight = [0]
+
+    def acked(*_: object) -> None:
+        inflight[0] -= 1
+
+    c.on_publish = acked
+    c.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 10
+    while not c.is_connected():
+        if time.monotonic() > deadline:
+            raise RuntimeError("could not connect to the broker")
+        c.loop(timeout=0.1)
+    sock = c.socket()
+    if sock is not None:  # paho leaves Nagle on
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     topics = [f"sigap/v1/dev/{dev}/evt/reading" for dev in ids]
     ts0 = int(time.time()) - rounds
     print("ready", flush=True)
@@ -40,12 +60,16 @@ def main(argv: list[str]) -> int:
         body = json.dumps({"boot": 1, "seq": seq, "ts": ts0 + seq, "dist_mm": 3000 - seq % 50, "temp_c": 28.5,
                            "batt_mv": 3950, "n": 5}).encode()
         for topic in topics:
+            while inflight[0] >= IN_FLIGHT:
+                c.loop(timeout=1.0)
             c.publish(topic, body, qos=1)
+            inflight[0] += 1
             sent += 1
-    for _ in range(sent):
-        if not acked.acquire(timeout=120):
-            break
-    c.loop_stop()
+            if sent % 100 == 0:
+                c.loop(timeout=0)
+    deadline = time.monotonic() + 120
+    while inflight[0] > 0 and time.monotonic() < deadline:  # every message acknowledged
+        c.loop(timeout=1.0)
     c.disconnect()
     print(f"done {sent} {time.process_time():.3f}", flush=True)
     return 0

@@ -267,6 +267,17 @@ async def test_state_and_open_alerts_survive_a_restart(hall, clock, watcher, boa
     assert [(r["level"], r["state"]) for r in alert_rows(hall)] == [("siaga", "open")]
 
 
+async def test_a_clean_stop_writes_the_sensor_rows_that_wait(hall, clock, board):
+    def row_level() -> Any:
+        return hall.rows("SELECT level_mm FROM sensor_state WHERE sensor = :s", s=SENSOR)[0]["level_mm"]
+
+    for level in (1000, 1005, 1010):  # the clock stands still: within the row's 5 s window
+        await board.read(level)
+    assert row_level() == 1000  # only the level moved: the row waits
+    await hall.stop_controller()
+    assert row_level() == 1010
+
+
 # ---------------------------------------------------------------- backlog
 
 
