@@ -1,27 +1,32 @@
 """Receive fast path for the controller's paho client (pinned paho-mqtt 2.2.0).
 
 paho reads each packet with three or more ``recv`` system calls (the command byte,
-each byte of the remaining length, then the body) and matches every message's
-topic against its per-topic callbacks, which the controller never registers.
-Under a burst of readings that is a large share of the controller's time
-(bench_water_ingest). ``speed_up(client)`` changes one paho client instance:
+each byte of the remaining length, then the body), builds an MQTTMessage for each
+PUBLISH and matches its topic against per-topic callbacks, which the controller never
+registers. Under a burst of readings that
+is a large share of the controller's time (bench_water_ingest). ``speed_up(client)``
+changes one paho client instance:
 
-- ``_sock_recv`` serves paho's small reads from one ``recv`` of up to 64 KB;
-- ``loop_read`` keeps going while whole packets wait in that buffer. This matters:
-  aiomqtt calls ``loop_read`` when the socket is readable, and paho's
-  ``loop_read`` reads only a few packets per call; a packet already taken from
-  the socket into the buffer would otherwise wait for the next byte to arrive;
+- ``loop_read`` reads the socket into a buffer, 64 KB per ``recv``, a bounded number of
+  them per call (so the event loop gets its turn under a flood) and, with a ``sink``, takes
+  every complete MQTT 3.1.1 PUBLISH of QoS 0 or 1 straight from that buffer: topic,
+  payload, retain, qos and mid go to the sink, with no MQTTMessage and no
+  per-message debug log line. Anything else (PUBACK, SUBACK, PINGRESP, CONNACK, QoS
+  2, MQTT 5, a malformed packet, a packet not yet complete, per-topic callbacks) it
+  leaves at its place in the buffer for paho's own ``_packet_read``, which reads it
+  through ``_sock_recv``; so packets are handled one at a time, in arrival order.
+  Like ``_packet_read`` it records when bytes last came (``_last_bytes_received``,
+  what paho's keepalive checks); the framer runs only while paho is between packets;
+- ``_sock_recv`` serves paho's small reads from that buffer;
 - ``_handle_on_message`` hands a message straight to ``on_message`` while no
   per-topic callback exists (paho's own method otherwise);
-- with a ``sink``, ``_handle_publish`` decodes an MQTT 3.1.1 PUBLISH of QoS 0 or 1
-  itself and hands topic, payload, retain, qos and mid to the sink: no MQTTMessage,
-  no per-message debug log line. Anything else (MQTT 5, QoS 2, a malformed packet,
-  per-topic callbacks) goes through paho's own method.
+- with a ``sink``, ``_handle_publish`` decodes a PUBLISH that paho read (one that
+  straddled two reads) the same way.
 
 These are paho's private methods: ``speed_up`` only changes a client of the
 version and the method sources it was written against (``PINNED``), and
-leaves any other untouched (logged once); tests/unit/test_paho_fast.py fails
-when paho's internals change.
+leaves any other untouched (logged once); tests/unit/test_paho_fast.py fails when
+paho's internals change.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ PINNED = {
     # sha256 of inspect.getsource(mqtt.Client.<name>) for paho-mqtt 2.2.0: what this module relies on.
     "_sock_recv": "c3b9043a46dd81b79a601a321a2479154ec158c75243f4f4ad7431474efa1d62",
     "loop_read": "4fa11ca2d451dbec3f8518b7ce7578e17513c03d319139017512773b8ec1bded",
+    "_loop_rc_handle": "ee5ad3b7849433a475877d815725eb15c3c11d8e27754af9d4f06472279a9258",
     "_packet_read": "bbe32d8af1e37955175d7835c8b0a16a61435dbc40e563f447f08b102c776347",
+    "_check_keepalive": "162b7cd2a4d56585298c5753eb056f318d014f15827b0d1661574b4eccf79063",
     "_handle_on_message": "8ccc46fdb090aeadac6c4afea7e684dd714ca2d4b163f38271b0a30dbaa112ed",
     "_handle_publish": "1bbaa3ef0e3afc6dea0423a41e67170930c024827e2e8dbf69b5d61c304b675d",
     "_packet_handle": "ac4c129ed409db421a6f85be6fdce91ebee5bdf1048bcc67034930c2617472f5",
@@ -74,8 +81,26 @@ def supported() -> bool:
 _SUPPORTED: bool | None = None
 
 
+def _remaining_length(buf: bytes, i: int, end: int) -> tuple[int, int]:
+    """MQTT's remaining length encoded at ``buf[i:end]`` → (length, index after it);
+    (-1, 0) when it is not all there yet or longer than the 4 bytes MQTT allows."""
+    n = shift = 0
+    for j in range(i, min(i + 4, end)):
+        b = buf[j]
+        n |= (b & 127) << shift
+        if b < 128:
+            return n, j + 1
+        shift += 7
+    return -1, 0
+
+
 class _FastReceive:
     """The per-client state: the receive buffer and paho's original methods."""
+
+    reads_per_call = 16
+    """Socket reads (up to 1 MB) per ``loop_read`` call: enough for the bus's batch of 1,000
+    readings (fewer, larger transactions), and a bound, so a flood cannot starve the handler
+    (the socket stays readable: the event loop calls again after its other work)."""
 
     def __init__(self, client: mqtt.Client, sink: Sink | None):
         self.client = client
@@ -83,8 +108,16 @@ class _FastReceive:
         self.sock: Any = None
         self.buf = b""
         self.pos = 0
+        self.reads_left = self.reads_per_call
+        self.recvs = 0
+        """Socket reads so far (tests count them)."""
+        self.stash: bytes | OSError | None = None
+        """What the socket said (end of file b"", an error) when the framer's read found no data:
+        handed to paho's ``_packet_read`` by the next ``sock_recv``, so paho reports it its way."""
         self._recv = client._sock_recv  # noqa: SLF001
         self._loop_read = client.loop_read
+        self._packet_read = client._packet_read  # noqa: SLF001
+        self._loop_rc_handle = client._loop_rc_handle  # noqa: SLF001
         self._on_message = client._handle_on_message  # noqa: SLF001
         self._handle_publish = client._handle_publish  # noqa: SLF001
         self._filtered = client._on_message_filtered  # noqa: SLF001
@@ -93,10 +126,14 @@ class _FastReceive:
         """Bytes received from the socket that paho has not read yet."""
         return len(self.buf) - self.pos if self.client._sock is self.sock else 0  # noqa: SLF001
 
+    def _new_socket(self, sock: Any) -> None:
+        """A new connection: nothing buffered belongs to it."""
+        self.sock, self.buf, self.pos, self.stash = sock, b"", 0, None
+
     def sock_recv(self, bufsize: int) -> bytes:
         sock = self.client._sock  # noqa: SLF001
-        if sock is not self.sock:  # a new connection: nothing buffered belongs to it
-            self.sock, self.buf, self.pos = sock, b"", 0
+        if sock is not self.sock:
+            self._new_socket(sock)
         pos = self.pos
         buf = self.buf
         if pos < len(buf):
@@ -105,6 +142,16 @@ class _FastReceive:
             return buf[pos:end]
         if type(sock) is not socket.socket:  # TLS, websockets or no socket: paho's own way
             return self._recv(bufsize)
+        stash = self.stash
+        if stash is not None:
+            self.stash = None
+            if isinstance(stash, OSError):
+                raise stash
+            return stash
+        if self.reads_left <= 0:  # this call's read is spent: the rest when the socket is readable again
+            raise BlockingIOError
+        self.reads_left -= 1
+        self.recvs += 1
         data = sock.recv(CHUNK)  # BlockingIOError / OSError / b"" as paho expects them
         if len(data) <= bufsize:
             self.buf, self.pos = b"", 0
@@ -113,12 +160,105 @@ class _FastReceive:
         return data[:bufsize]
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        rc = self._loop_read(max_packets)
-        while rc == mqtt.MQTT_ERR_SUCCESS and self.pending():
-            before = self.pos
-            rc = self._loop_read(max_packets)
-            if self.pos == before:  # nothing taken (cannot happen while paho reads): do not spin
-                break
+        """paho's loop_read (which reads ``_packet_read`` by ``_packet_read``), with the framer
+        taking the PUBLISH packets in between; returns once the read it made is all handled."""
+        c = self.client
+        sock = c._sock  # noqa: SLF001
+        if sock is None:
+            return mqtt.MQTT_ERR_NO_CONN
+        if type(sock) is not socket.socket:  # TLS, websockets: paho's own way
+            return self._loop_read(max_packets)
+        if sock is not self.sock:
+            self._new_socket(sock)
+        # The framer's sink: none for MQTT 5 or while per-topic callbacks exist (paho's path for those).
+        sink = None if c._protocol == mqtt.MQTTv5 or self._filtered._root._children else self.sink  # noqa: SLF001
+        self.reads_left = self.reads_per_call
+        while True:
+            between = c._in_packet["command"] == 0  # noqa: SLF001 - paho's state before a packet's first byte
+            if self.pos >= len(self.buf):
+                if self.reads_left <= 0:
+                    return mqtt.MQTT_ERR_SUCCESS
+                if sink is not None and between and not self._fill(sock):
+                    return mqtt.MQTT_ERR_SUCCESS  # nothing to read (paho: MQTT_ERR_AGAIN)
+            if sink is not None and between and self.pos < len(self.buf):
+                rc = self._take(sink)
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+                if self.pos >= len(self.buf):
+                    continue
+            # What the framer leaves, paho reads: one packet (or the start of one), as paho's loop_read does.
+            if c._sock is None:  # noqa: SLF001
+                return mqtt.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == mqtt.MQTT_ERR_AGAIN:
+                return mqtt.MQTT_ERR_SUCCESS
+
+    def _fill(self, sock: socket.socket) -> bool:
+        """One read into the (empty) buffer; False when the socket has nothing now. End of file
+        or an error is kept for paho's ``_packet_read`` to find (True)."""
+        self.reads_left -= 1
+        self.recvs += 1
+        try:
+            data = sock.recv(CHUNK)
+        except BlockingIOError:
+            return False
+        except OSError as e:
+            self.stash = e
+            return True
+        if not data:
+            self.stash = b""
+            return True
+        self.buf, self.pos = data, 0
+        return True
+
+    def _take(self, sink: Sink) -> mqtt.MQTTErrorCode:
+        """Every complete PUBLISH of QoS 0 or 1 from the buffer position on, to the sink, in order;
+        stops at the first packet that is anything else or not complete."""
+        c = self.client
+        puback = None if c._manual_ack else c._send_puback  # noqa: SLF001
+        buf = self.buf
+        end = len(buf)
+        pos = start = self.pos
+        rc = mqtt.MQTT_ERR_SUCCESS
+        try:
+            while pos + 1 < end:
+                header = buf[pos]
+                kind = header & 0xF6  # packet type and QoS; not DUP (0x08) or RETAIN (0x01)
+                if kind == 0x32:
+                    qos = 1
+                elif kind == 0x30:
+                    qos = 0
+                else:
+                    break
+                n = buf[pos + 1]
+                body = pos + 2
+                if n > 127:
+                    n, body = _remaining_length(buf, pos + 1, end)
+                    if n < 0:
+                        break
+                stop = body + n
+                if stop > end or n < 2:
+                    break
+                topic_end = body + 2 + ((buf[body] << 8) | buf[body + 1])
+                if topic_end == body + 2 or topic_end + 2 * qos > stop:  # empty topic, or cut short:
+                    break  # paho's own error handling
+                pos = stop
+                if qos:
+                    mid = (buf[topic_end] << 8) | buf[topic_end + 1]
+                    sink(buf[body + 2:topic_end], buf[topic_end + 2:stop], (header & 1) == 1, 1, mid)
+                    if puback is not None:
+                        rc = puback(mid)
+                        if rc:
+                            break
+                else:
+                    sink(buf[body + 2:topic_end], buf[topic_end:stop], (header & 1) == 1, 0, 0)
+        finally:
+            self.pos = pos
+        if pos != start:
+            with c._msgtime_mutex:  # noqa: SLF001 - as _packet_read does after each packet
+                c._last_bytes_received = mqtt.time_func()  # noqa: SLF001
         return rc
 
     def handle_on_message(self, message: mqtt.MQTTMessage) -> None:
@@ -127,7 +267,6 @@ class _FastReceive:
             self._on_message(message)
             return
         on_message(self.client, self.client._userdata, message)  # noqa: SLF001
-
 
     def handle_publish(self) -> mqtt.MQTTErrorCode:
         c = self.client
