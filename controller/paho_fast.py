@@ -3,9 +3,10 @@
 paho reads each packet with three or more ``recv`` system calls (the command byte,
 each byte of the remaining length, then the body), builds an MQTTMessage for each
 PUBLISH and matches its topic against per-topic callbacks, which the controller never
-registers. Under a burst of readings that
-is a large share of the controller's time (bench_water_ingest). ``speed_up(client)``
-changes one paho client instance:
+registers; it sends each PUBACK with its own ``send``. Under a burst of readings that
+is a large share of the controller's time (bench_water_ingest).
+
+``speed_up(client)`` changes one paho client instance:
 
 - ``loop_read`` reads the socket into a buffer, 64 KB per ``recv``, a bounded number of
   them per call (so the event loop gets its turn under a flood) and, with a ``sink``, takes
@@ -23,10 +24,13 @@ changes one paho client instance:
 - with a ``sink``, ``_handle_publish`` decodes a PUBLISH that paho read (one that
   straddled two reads) the same way.
 
+``ack_many(client, mids)`` acknowledges many QoS 1 messages (manual-ack mode) with
+one outgoing packet: their PUBACKs back to back, in order, one ``send``.
+
 These are paho's private methods: ``speed_up`` only changes a client of the
 version and the method sources it was written against (``PINNED``), and
-leaves any other untouched (logged once); tests/unit/test_paho_fast.py fails when
-paho's internals change.
+leaves any other untouched (logged once); ``ack_many`` then acks one by one with
+paho's ``ack``. tests/unit/test_paho_fast.py fails when paho's internals change.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ import hashlib
 import inspect
 import logging
 import socket
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt
@@ -57,10 +62,20 @@ PINNED = {
     "_handle_on_message": "8ccc46fdb090aeadac6c4afea7e684dd714ca2d4b163f38271b0a30dbaa112ed",
     "_handle_publish": "1bbaa3ef0e3afc6dea0423a41e67170930c024827e2e8dbf69b5d61c304b675d",
     "_packet_handle": "ac4c129ed409db421a6f85be6fdce91ebee5bdf1048bcc67034930c2617472f5",
+    "ack": "92f83b7a84a46b2194e71bce7a92616f2f1c55359e6c93e536862a62344a153a",
+    "_send_puback": "bb015cefb632f9428e6b25b7529412fee3ebbc781e2f0933ac3df06f4f11d7f2",
+    "_send_command_with_mid": "1a771678b66dc9e48c72d825a824a0634506f914ac2b46e7c5d00de7547fc9ff",
+    "_packet_queue": "e298fa9ab31e5f79c1c6d08d303b049db9a2bcf681dcac1cd510b2fb519d3a26",
+    "_packet_write": "d097b7b51bed128df99bf5e6ba0bc2f502bffbd38cbe136f9d0b1280057ef02b",
 }
 
 Sink = Callable[[bytes, bytes, bool, int, int], None]
 """Receives each PUBLISH: topic (raw bytes), payload, retain, qos, mid."""
+
+_PUBACK = struct.Struct("!BBH")
+"""An MQTT 3.1.1 PUBACK: command, remaining length 2, the message id (as paho's
+``_send_command_with_mid`` packs it)."""
+_PUBACK_COMMAND = int(mqtt.PUBACK)
 
 
 def source_digest(name: str) -> str:
@@ -312,3 +327,18 @@ def speed_up(client: mqtt.Client, sink: Sink | None = None) -> bool:
     client._sigap_fast = fast  # type: ignore[attr-defined]  # noqa: SLF001
     return True
 
+
+def ack_many(client: mqtt.Client, mids: Sequence[int]) -> mqtt.MQTTErrorCode:
+    """PUBACK each QoS 1 message id (manual-ack mode), in order, as one outgoing packet (one
+    ``send``); on a client ``speed_up`` left alone, paho's ``ack`` for each."""
+    if not mids:
+        return mqtt.MQTT_ERR_SUCCESS
+    if getattr(client, "_sigap_fast", None) is None or not client._manual_ack:  # noqa: SLF001
+        rc = mqtt.MQTT_ERR_SUCCESS
+        for mid in mids:
+            rc = client.ack(mid, 1) or rc
+        return rc
+    pack = _PUBACK.pack
+    packet = b"".join([pack(_PUBACK_COMMAND, 2, mid) for mid in mids])
+    # As paho's _send_command_with_mid queues one PUBACK (mid and qos are only looked at for a PUBLISH).
+    return client._packet_queue(_PUBACK_COMMAND, packet, 0, 1)  # noqa: SLF001

@@ -402,3 +402,24 @@ def test_end_of_file_found_by_the_framer_is_reported_as_paho_would(pair) -> None
     assert c.loop_read() == mqtt.MQTT_ERR_CONN_LOST
     assert r.events == [] and lost
 
+
+def test_ack_many_sends_every_puback_in_order_in_one_write(pair) -> None:
+    c, broker, got = pair
+    paho_fast.speed_up(c, lambda *m: None)
+    sends: list[bytes] = []
+    send = c._sock_send  # noqa: SLF001
+    c._sock_send = lambda buf: sends.append(bytes(buf)) or send(buf)  # type: ignore[method-assign]  # noqa: SLF001
+    assert paho_fast.ack_many(c, [1, 2, 300, 65535]) == mqtt.MQTT_ERR_SUCCESS
+    assert paho_fast.ack_many(c, []) == mqtt.MQTT_ERR_SUCCESS
+    wire = bytes.fromhex("40020001" "40020002" "4002012c" "4002ffff")
+    assert sends == [wire]
+    assert broker.recv(100) == wire
+
+
+def test_ack_many_on_a_client_left_alone_acks_one_by_one(pair) -> None:
+    c, broker, got = pair  # not sped up (as on an unknown paho)
+    sends: list[bytes] = []
+    send = c._sock_send  # noqa: SLF001
+    c._sock_send = lambda buf: sends.append(bytes(buf)) or send(buf)  # type: ignore[method-assign]  # noqa: SLF001
+    assert paho_fast.ack_many(c, [5, 6]) == mqtt.MQTT_ERR_SUCCESS
+    assert sends == [bytes.fromhex("40020005"), bytes.fromhex("40020006")]
