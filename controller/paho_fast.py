@@ -9,15 +9,17 @@ is a large share of the controller's time (bench_water_ingest).
 ``speed_up(client)`` changes one paho client instance:
 
 - ``loop_read`` reads the socket into a buffer, 64 KB per ``recv``, a bounded number of
-  them per call (so the event loop gets its turn under a flood) and, with a ``sink``, takes
-  every complete MQTT 3.1.1 PUBLISH of QoS 0 or 1 straight from that buffer: topic,
-  payload, retain, qos and mid go to the sink, with no MQTTMessage and no
-  per-message debug log line. Anything else (PUBACK, SUBACK, PINGRESP, CONNACK, QoS
-  2, MQTT 5, a malformed packet, a packet not yet complete, per-topic callbacks) it
-  leaves at its place in the buffer for paho's own ``_packet_read``, which reads it
-  through ``_sock_recv``; so packets are handled one at a time, in arrival order.
-  Like ``_packet_read`` it records when bytes last came (``_last_bytes_received``,
-  what paho's keepalive checks); the framer runs only while paho is between packets;
+  them per call (so the event loop gets its turn under a flood) and, with a ``sink``,
+  takes every complete MQTT 3.1.1 PUBLISH of QoS 0 or 1 straight from that buffer:
+  topic, payload, retain, qos and mid go to the sink, with no MQTTMessage and no
+  per-message debug log line. A PUBACK for one of our QoS 1 publishes goes straight to
+  paho's ``_do_on_publish``, as ``_handle_pubackcomp`` does once it has decoded it.
+  Anything else (SUBACK, PINGRESP, CONNACK, QoS 2, MQTT 5, a malformed packet, a packet
+  not yet complete, per-topic callbacks) it leaves at its place in the buffer for
+  paho's own ``_packet_read``, which reads it through ``_sock_recv``; so packets are
+  handled one at a time, in arrival order. The framer runs only while paho is between
+  packets and, like ``_packet_read``, records when bytes last came
+  (``_last_bytes_received``, what paho's keepalive checks);
 - ``_sock_recv`` serves paho's small reads from that buffer;
 - ``_handle_on_message`` hands a message straight to ``on_message`` while no
   per-topic callback exists (paho's own method otherwise);
@@ -45,6 +47,10 @@ from typing import Any
 
 import paho.mqtt
 import paho.mqtt.client as mqtt
+from paho.mqtt import _packet
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger("sigap.bus")
 
@@ -67,6 +73,11 @@ PINNED = {
     "_send_command_with_mid": "1a771678b66dc9e48c72d825a824a0634506f914ac2b46e7c5d00de7547fc9ff",
     "_packet_queue": "e298fa9ab31e5f79c1c6d08d303b049db9a2bcf681dcac1cd510b2fb519d3a26",
     "_packet_write": "d097b7b51bed128df99bf5e6ba0bc2f502bffbd38cbe136f9d0b1280057ef02b",
+    "_handle_pubackcomp": "04d39ba283b1f3bee9aa99f5b27b112eca549f889a58a8a5720d7f7873b09428",
+    "_do_on_publish": "5bbcad6f9447107a5ba9446e6dbdbdf4eedad2734533d900db907240f75b93e4",
+    # paho.mqtt._packet functions: what a PUBACK gives on_publish (MQTT 3.1.1).
+    "_packet.decode_puback": "d4c48976c255baa16153a3c6d88cc321cc9ab4d441e5ffbbb831a38742b88895",
+    "_packet._decode_mid_reason_prop": "c001ca9750a186edfd05ac19af56f03d5e9a9cfb1870a8fc3b24e1b53ec654d5",
 }
 
 Sink = Callable[[bytes, bytes, bool, int, int], None]
@@ -79,8 +90,11 @@ _PUBACK_COMMAND = int(mqtt.PUBACK)
 
 
 def source_digest(name: str) -> str:
-    """sha256 of paho's source of ``mqtt.Client.<name>``."""
-    return hashlib.sha256(inspect.getsource(getattr(mqtt.Client, name)).encode()).hexdigest()
+    """sha256 of paho's source of ``mqtt.Client.<name>`` (``paho.mqtt._packet.<f>`` for ``_packet.<f>``)."""
+    owner: Any = mqtt.Client
+    if name.startswith("_packet."):
+        owner, name = _packet, name.removeprefix("_packet.")
+    return hashlib.sha256(inspect.getsource(getattr(owner, name)).encode()).hexdigest()
 
 
 def supported() -> bool:
@@ -129,6 +143,11 @@ class _FastReceive:
         self.stash: bytes | OSError | None = None
         """What the socket said (end of file b"", an error) when the framer's read found no data:
         handed to paho's ``_packet_read`` by the next ``sock_recv``, so paho reports it its way."""
+        # What a MQTT 3.1.1 PUBACK gives on_publish (_decode_mid_reason_prop): "Success" and no
+        # properties. paho makes new ones for each PUBACK; these are made once, as on_publish
+        # (aiomqtt's) only looks at the mid.
+        self.puback_reason = ReasonCode(PacketTypes.PUBACK)
+        self.puback_properties = Properties(PacketTypes.PUBACK)
         self._recv = client._sock_recv  # noqa: SLF001
         self._loop_read = client.loop_read
         self._packet_read = client._packet_read  # noqa: SLF001
@@ -229,8 +248,8 @@ class _FastReceive:
         return True
 
     def _take(self, sink: Sink) -> mqtt.MQTTErrorCode:
-        """Every complete PUBLISH of QoS 0 or 1 from the buffer position on, to the sink, in order;
-        stops at the first packet that is anything else or not complete."""
+        """Every complete PUBLISH of QoS 0 or 1 (to the sink) and PUBACK from the buffer position
+        on, in order; stops at the first packet that is anything else or not complete."""
         c = self.client
         puback = None if c._manual_ack else c._send_puback  # noqa: SLF001
         buf = self.buf
@@ -245,14 +264,31 @@ class _FastReceive:
                     qos = 1
                 elif kind == 0x30:
                     qos = 0
+                elif header == 0x40:  # PUBACK for one of our QoS 1 publishes: _handle_pubackcomp
+                    if pos + 4 > end or buf[pos + 1] != 2:  # not all there, or malformed: paho's way
+                        break
+                    mid = (buf[pos + 2] << 8) | buf[pos + 3]
+                    pos += 4
+                    with c._out_message_mutex:  # noqa: SLF001
+                        if mid in c._out_messages:  # noqa: SLF001 - only once per message
+                            rc = c._do_on_publish(mid, self.puback_reason, self.puback_properties)  # noqa: SLF001
+                    if rc:
+                        break
+                    continue
                 else:
                     break
                 n = buf[pos + 1]
                 body = pos + 2
-                if n > 127:
-                    n, body = _remaining_length(buf, pos + 1, end)
-                    if n < 0:
+                if n > 127:  # two bytes of length (a reading of 128 bytes or more) inline, more in a call
+                    if body >= end:
                         break
+                    b = buf[body]
+                    n = (n & 127) | (b & 127) << 7
+                    body += 1
+                    if b > 127:
+                        n, body = _remaining_length(buf, pos + 1, end)
+                        if n < 0:
+                            break
                 stop = body + n
                 if stop > end or n < 2:
                     break

@@ -10,6 +10,9 @@ from collections.abc import Iterator
 import paho.mqtt
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from controller import paho_fast
 
@@ -308,9 +311,9 @@ def test_whole_publish_packets_bypass_paho_and_the_rest_keep_their_place(pair) -
     assert c.loop_read() == mqtt.MQTT_ERR_SUCCESS
     again = [e for e in EXPECTED[:4] if e[0] == "sink"]  # a PUBACK for mid 77 only counts once
     assert r.events == EXPECTED[:4] + again * 19 + EXPECTED[4:]
-    # Only the PUBACKs and PINGRESPs went through paho's _packet_read; one recv took everything
-    # (and a second found the socket empty).
-    assert r.handled == [0x40, 0xD0] * 20
+    # Only the PINGRESPs went through paho's _packet_read; one recv took everything (and a
+    # second found the socket empty).
+    assert r.handled == [0xD0] * 20
     assert r.fast.recvs == 2 and r.fast.pending() == 0
     assert c._ping_t == 0 and 77 not in c._out_messages and c._inflight_messages == 0  # noqa: SLF001
     assert got == []
@@ -364,6 +367,46 @@ def test_each_call_reads_the_socket_a_bounded_number_of_times_so_a_flood_cannot_
     assert r.fast.recvs == 4
     c.loop_read()  # the fifth read, and a sixth that finds the socket empty
     assert len(r.events) == total and r.fast.recvs == 6
+
+
+def test_a_puback_completes_our_publish_once_and_lets_the_next_queued_one_go(pair) -> None:
+    c, broker, got = pair
+    sunk: list[object] = []
+    paho_fast.speed_up(c, lambda *m: sunk.append(m))
+    c.max_inflight_messages_set(1)
+    c._state = mqtt._ConnectionState.MQTT_CS_CONNECTED  # noqa: SLF001
+    published: list[int] = []
+    reasons: list[object] = []
+    c.on_publish = lambda client, userdata, mid, rc, props: published.append(mid) or reasons.append((rc, props))
+    first = c.publish("sigap/v1/site/kota/water/wl-1", b"1", qos=1, retain=True)
+    second = c.publish("sigap/v1/site/kota/water/wl-2", b"2", qos=1, retain=True)
+    assert broker.recv(1000)[0] == 0x33  # the first went out; the second waits for its PUBACK
+    handled: list[int] = []
+    handle = c._packet_handle  # noqa: SLF001
+    c._packet_handle = lambda: handled.append(c._in_packet["command"]) or handle()  # type: ignore[method-assign]  # noqa: SLF001
+    puback = packet(0x40, struct.pack("!H", first.mid))
+    broker.sendall(puback + puback + publish(b"t/a", b"x", 1, 9))  # the second PUBACK is a repeat
+    assert c.loop_read() == mqtt.MQTT_ERR_SUCCESS
+    assert published == [first.mid] and first.is_published() and not second.is_published()
+    assert sunk == [(b"t/a", b"x", False, 1, 9)] and handled == []
+    sent = broker.recv(1000)
+    assert sent[0] == 0x33 and b"wl-2" in sent  # the inflight window let the second go
+    broker.sendall(packet(0x40, struct.pack("!H", second.mid)))
+    c.loop_read()
+    assert published == [first.mid, second.mid] and second.is_published()
+    # What paho's own _handle_pubackcomp gives on_publish for an MQTT 3.1.1 PUBACK.
+    assert all(rc == ReasonCode(PacketTypes.PUBACK) and not rc.is_failure for rc, _ in reasons)
+    assert all(isinstance(p, Properties) and p.packetType == PacketTypes.PUBACK and not p.json()
+               for _, p in reasons)
+    assert c._inflight_messages == 0 and not c._out_messages  # noqa: SLF001
+
+
+def test_a_puback_of_the_wrong_length_is_paho_s_protocol_error(pair) -> None:
+    c, broker, got = pair
+    r = Recorder(c)
+    broker.sendall(packet(0x40, struct.pack("!HB", 77, 0)))
+    assert c.loop_read() != mqtt.MQTT_ERR_SUCCESS or c._sock is None  # noqa: SLF001
+    assert r.handled == [0x40] and r.events == []
 
 
 def test_the_framer_records_when_bytes_came_so_keepalive_sends_no_ping(pair) -> None:
