@@ -194,8 +194,9 @@ class _FastReceive:
         return data[:bufsize]
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        """paho's loop_read (which reads ``_packet_read`` by ``_packet_read``), with the framer
-        taking the PUBLISH packets in between; returns once the read it made is all handled."""
+        """paho's loop_read (``_packet_read`` after ``_packet_read``), with the framer taking the
+        PUBLISH and PUBACK packets in between; returns when the socket has nothing more or after
+        ``reads_per_call`` reads, with everything read handled (or begun by paho)."""
         c = self.client
         sock = c._sock  # noqa: SLF001
         if sock is None:
