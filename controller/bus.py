@@ -208,9 +208,15 @@ class Bus:
                 except asyncio.QueueEmpty:
                     break
             await self._dispatch(batch)
-            for m in batch:
-                if m[3] > 0:
-                    paho.ack(m[4], m[3])
+            # The whole batch's PUBACKs as one write, in arrival order. We subscribe with QoS 1, so
+            # the broker sends nothing above it (MQTT 3.1.1 §3.8.4); anything else: one by one.
+            mids = [m[4] for m in batch if m[3] == 1]
+            if len(mids) == len(batch) or all(m[3] < 2 for m in batch):
+                paho_fast.ack_many(paho, mids)
+            else:
+                for m in batch:
+                    if m[3] > 0:
+                        paho.ack(m[4], m[3])
 
     async def _dispatch(self, batch: list[_Received]) -> None:
         items = [m[:3] for m in batch]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
 from collections.abc import Iterator
@@ -9,6 +10,9 @@ from collections.abc import Iterator
 import paho.mqtt
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from controller import paho_fast
 
@@ -228,3 +232,237 @@ def test_a_publish_with_an_empty_topic_is_a_protocol_error_as_in_paho(pair) -> N
     broker.sendall(raw_publish(b"", b"x", 1, 1))
     assert c.loop_read() != mqtt.MQTT_ERR_SUCCESS or c._sock is None  # noqa: SLF001
     assert sunk == [] and got == []
+
+
+# The framer: whole PUBLISH packets taken straight from the receive buffer.
+
+def packet(header: int, body: bytes) -> bytes:
+    """An MQTT packet: fixed header byte, remaining length (1 to 4 bytes), body."""
+    rem = len(body)
+    varint = bytearray()
+    while True:
+        byte, rem = rem % 128, rem // 128
+        varint.append(byte | (128 if rem else 0))
+        if not rem:
+            break
+    return bytes([header]) + bytes(varint) + body
+
+
+def publish(topic: bytes, payload: bytes, qos: int = 1, mid: int = 0, retain: bool = False) -> bytes:
+    body = struct.pack("!H", len(topic)) + topic + (struct.pack("!H", mid) if qos else b"") + payload
+    return packet(0x30 | qos << 1 | int(retain), body)
+
+
+PUBACK_77 = packet(0x40, struct.pack("!H", 77))
+PINGRESP = packet(0xD0, b"")
+
+
+class Recorder:
+    """A client with a sink, an outgoing QoS 1 message (mid 77) waiting for its PUBACK and a PINGREQ
+    waiting for its PINGRESP; everything that happens to it goes into one list, in order."""
+
+    def __init__(self, c: mqtt.Client):
+        self.client = c
+        self.events: list[tuple[object, ...]] = []
+        self.handled: list[int] = []  # the packets paho's own _packet_read handled (command bytes)
+        assert paho_fast.speed_up(c, lambda *m: self.events.append(("sink", *m)))
+        self.fast = c._sigap_fast  # noqa: SLF001
+        out = mqtt.MQTTMessage(mid=77, topic=b"sigap/v1/site/kota/water/wl-1")
+        out.qos, out.info = 1, mqtt.MQTTMessageInfo(77)
+        c._out_messages[77] = out  # noqa: SLF001
+        c._inflight_messages = 1  # noqa: SLF001
+        c.on_publish = lambda client, userdata, mid, rc, props: self.events.append(("puback", mid))
+        c._ping_t = 1.0  # noqa: SLF001
+        handle = c._packet_handle  # noqa: SLF001
+
+        def counted() -> mqtt.MQTTErrorCode:
+            self.handled.append(c._in_packet["command"])  # noqa: SLF001
+            return handle()
+
+        c._packet_handle = counted  # type: ignore[method-assign]  # noqa: SLF001
+
+
+# PUBLISH QoS 1, QoS 0, retained, a 2-byte and a 3-byte remaining length; a PUBACK and a PINGRESP between them.
+STREAM = [
+    publish(b"sigap/v1/dev/wl-1/evt/reading", b'{"seq":1}', 1, 1),
+    publish(b"sigap/v1/dev/wl-2/state", b"online", 0),
+    PUBACK_77,
+    publish(b"sigap/v1/site/kota/water/wl-3", b"r" * 200, 1, 2, retain=True),
+    PINGRESP,
+    publish(b"sigap/v1/dev/wl-4/evt/reading", b"L" * 20000, 1, 65535),
+    publish(b"a", b"", 0, retain=True),
+]
+EVENTS: list[list[tuple[object, ...]]] = [  # what each packet of STREAM makes happen
+    [("sink", b"sigap/v1/dev/wl-1/evt/reading", b'{"seq":1}', False, 1, 1)],
+    [("sink", b"sigap/v1/dev/wl-2/state", b"online", False, 0, 0)],
+    [("puback", 77)],
+    [("sink", b"sigap/v1/site/kota/water/wl-3", b"r" * 200, True, 1, 2)],
+    [],  # PINGRESP: _ping_t back to 0
+    [("sink", b"sigap/v1/dev/wl-4/evt/reading", b"L" * 20000, False, 1, 65535)],
+    [("sink", b"a", b"", True, 0, 0)],
+]
+EXPECTED = [e for events in EVENTS for e in events]
+
+
+def test_whole_publish_packets_bypass_paho_and_the_rest_keep_their_place(pair) -> None:
+    c, broker, got = pair
+    r = Recorder(c)
+    broker.sendall(b"".join(STREAM[:5]) * 20 + b"".join(STREAM[5:]))  # 27 KB: one read takes it all
+    assert c.loop_read() == mqtt.MQTT_ERR_SUCCESS
+    again = [e for e in EXPECTED[:4] if e[0] == "sink"]  # a PUBACK for mid 77 only counts once
+    assert r.events == EXPECTED[:4] + again * 19 + EXPECTED[4:]
+    # Only the PINGRESPs went through paho's _packet_read; one recv took everything (and a
+    # second found the socket empty).
+    assert r.handled == [0xD0] * 20
+    assert r.fast.recvs == 2 and r.fast.pending() == 0
+    assert c._ping_t == 0 and 77 not in c._out_messages and c._inflight_messages == 0  # noqa: SLF001
+    assert got == []
+
+
+def test_publishes_split_at_every_byte_boundary_arrive_whole_and_in_order() -> None:
+    data = b"".join(STREAM)
+    for cut in range(1, len(data)):
+        ours, broker = socket.socketpair()
+        ours.setblocking(False)
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv311)
+        c.manual_ack_set(True)
+        c._sock = ours  # noqa: SLF001
+        try:
+            r = Recorder(c)
+            broker.sendall(data[:cut])
+            assert c.loop_read() == mqtt.MQTT_ERR_SUCCESS
+            whole = sum(1 for end in itertools.accumulate(map(len, STREAM)) if end <= cut)
+            assert r.events == [e for events in EVENTS[:whole] for e in events], cut  # what is whole, no more
+            broker.sendall(data[cut:])
+            assert c.loop_read() == mqtt.MQTT_ERR_SUCCESS
+            assert r.events == EXPECTED, cut
+        finally:
+            c._sock = None  # noqa: SLF001
+            ours.close()
+            broker.close()
+
+
+def test_a_stream_arriving_one_byte_at_a_time_is_still_read_in_order(pair) -> None:
+    c, broker, got = pair
+    r = Recorder(c)
+    data = b"".join(STREAM[:5])
+    for i in range(len(data)):
+        broker.sendall(data[i:i + 1])
+        assert c.loop_read() == mqtt.MQTT_ERR_SUCCESS
+    assert r.events == EXPECTED[:4]
+
+
+def test_each_call_reads_the_socket_a_bounded_number_of_times_so_a_flood_cannot_starve_the_loop(pair, monkeypatch) -> None:
+    c, broker, got = pair
+    r = Recorder(c)
+    r.fast.reads_per_call = 2
+    monkeypatch.setattr(paho_fast, "CHUNK", 4096)  # five reads' worth fits in the socket pair's buffer
+    one = publish(b"sigap/v1/dev/wl-1/evt/reading", b"x" * 100, 1, 1)
+    total = 5 * paho_fast.CHUNK // len(one)
+    broker.sendall(one * total)  # five reads' worth waiting in the socket
+    c.loop_read()
+    assert r.fast.recvs == 2 and r.fast.pending() == 0
+    assert 0 < len(r.events) < total
+    c.loop_read()
+    assert r.fast.recvs == 4
+    c.loop_read()  # the fifth read, and a sixth that finds the socket empty
+    assert len(r.events) == total and r.fast.recvs == 6
+
+
+def test_a_puback_completes_our_publish_once_and_lets_the_next_queued_one_go(pair) -> None:
+    c, broker, got = pair
+    sunk: list[object] = []
+    paho_fast.speed_up(c, lambda *m: sunk.append(m))
+    c.max_inflight_messages_set(1)
+    c._state = mqtt._ConnectionState.MQTT_CS_CONNECTED  # noqa: SLF001
+    published: list[int] = []
+    reasons: list[object] = []
+    c.on_publish = lambda client, userdata, mid, rc, props: published.append(mid) or reasons.append((rc, props))
+    first = c.publish("sigap/v1/site/kota/water/wl-1", b"1", qos=1, retain=True)
+    second = c.publish("sigap/v1/site/kota/water/wl-2", b"2", qos=1, retain=True)
+    assert broker.recv(1000)[0] == 0x33  # the first went out; the second waits for its PUBACK
+    handled: list[int] = []
+    handle = c._packet_handle  # noqa: SLF001
+    c._packet_handle = lambda: handled.append(c._in_packet["command"]) or handle()  # type: ignore[method-assign]  # noqa: SLF001
+    puback = packet(0x40, struct.pack("!H", first.mid))
+    broker.sendall(puback + puback + publish(b"t/a", b"x", 1, 9))  # the second PUBACK is a repeat
+    assert c.loop_read() == mqtt.MQTT_ERR_SUCCESS
+    assert published == [first.mid] and first.is_published() and not second.is_published()
+    assert sunk == [(b"t/a", b"x", False, 1, 9)] and handled == []
+    sent = broker.recv(1000)
+    assert sent[0] == 0x33 and b"wl-2" in sent  # the inflight window let the second go
+    broker.sendall(packet(0x40, struct.pack("!H", second.mid)))
+    c.loop_read()
+    assert published == [first.mid, second.mid] and second.is_published()
+    # What paho's own _handle_pubackcomp gives on_publish for an MQTT 3.1.1 PUBACK.
+    assert all(rc == ReasonCode(PacketTypes.PUBACK) and not rc.is_failure for rc, _ in reasons)
+    assert all(isinstance(p, Properties) and p.packetType == PacketTypes.PUBACK and not p.json()
+               for _, p in reasons)
+    assert c._inflight_messages == 0 and not c._out_messages  # noqa: SLF001
+
+
+def test_a_puback_of_the_wrong_length_is_paho_s_protocol_error(pair) -> None:
+    c, broker, got = pair
+    r = Recorder(c)
+    broker.sendall(packet(0x40, struct.pack("!HB", 77, 0)))
+    assert c.loop_read() != mqtt.MQTT_ERR_SUCCESS or c._sock is None  # noqa: SLF001
+    assert r.handled == [0x40] and r.events == []
+
+
+def test_the_framer_records_when_bytes_came_so_keepalive_sends_no_ping(pair) -> None:
+    c, broker, got = pair
+    r = Recorder(c)
+    c._ping_t = 0  # noqa: SLF001
+    c._keepalive = 15  # noqa: SLF001
+    c._state = mqtt._ConnectionState.MQTT_CS_CONNECTED  # noqa: SLF001
+    now = mqtt.time_func()
+    c._last_msg_out = now  # noqa: SLF001 - we sent something just now
+    c._last_bytes_received = now - 60  # noqa: SLF001 - and heard nothing for a minute
+    broker.sendall(publish(b"t/a", b"1", 1, 1) + publish(b"t/b", b"2", 0))
+    c.loop_read()
+    assert len(r.events) == 2 and r.handled == []  # the framer alone
+    assert c._last_bytes_received >= now  # noqa: SLF001
+    c._check_keepalive()  # noqa: SLF001
+    assert c._ping_t == 0 and not c.want_write()  # noqa: SLF001 - no PINGREQ: the broker was heard
+
+
+def test_a_malformed_publish_stops_the_framer_and_paho_reports_it(pair) -> None:
+    c, broker, got = pair
+    r = Recorder(c)
+    broker.sendall(publish(b"t/a", b"1", 1, 1) + publish(b"", b"x", 1, 2) + publish(b"t/c", b"3", 1, 3))
+    rc = c.loop_read()
+    assert rc != mqtt.MQTT_ERR_SUCCESS or c._sock is None  # noqa: SLF001
+    assert r.events == [("sink", b"t/a", b"1", False, 1, 1)]
+    assert r.handled == [0x32]
+
+
+def test_end_of_file_found_by_the_framer_is_reported_as_paho_would(pair) -> None:
+    c, broker, got = pair
+    r = Recorder(c)
+    lost: list[object] = []
+    c.on_disconnect = lambda *a: lost.append(a)
+    broker.close()
+    assert c.loop_read() == mqtt.MQTT_ERR_CONN_LOST
+    assert r.events == [] and lost
+
+
+def test_ack_many_sends_every_puback_in_order_in_one_write(pair) -> None:
+    c, broker, got = pair
+    paho_fast.speed_up(c, lambda *m: None)
+    sends: list[bytes] = []
+    send = c._sock_send  # noqa: SLF001
+    c._sock_send = lambda buf: sends.append(bytes(buf)) or send(buf)  # type: ignore[method-assign]  # noqa: SLF001
+    assert paho_fast.ack_many(c, [1, 2, 300, 65535]) == mqtt.MQTT_ERR_SUCCESS
+    assert paho_fast.ack_many(c, []) == mqtt.MQTT_ERR_SUCCESS
+    wire = bytes.fromhex("40020001" "40020002" "4002012c" "4002ffff")
+    assert sends == [wire]
+    assert broker.recv(100) == wire
+
+
+def test_ack_many_on_a_client_left_alone_acks_one_by_one(pair) -> None:
+    c, broker, got = pair  # not sped up (as on an unknown paho)
+    sends: list[bytes] = []
+    send = c._sock_send  # noqa: SLF001
+    c._sock_send = lambda buf: sends.append(bytes(buf)) or send(buf)  # type: ignore[method-assign]  # noqa: SLF001
+    assert paho_fast.ack_many(c, [5, 6]) == mqtt.MQTT_ERR_SUCCESS
+    assert sends == [bytes.fromhex("40020005"), bytes.fromhex("40020006")]
