@@ -366,24 +366,73 @@ async def settle(device, m, done=None):
     raise AssertionError("did not settle: pending " + str(device.mqtt.pending()))
 
 
-def loaded_modules():
-    """The firmware and protocol modules imported so far."""
+def ours(name):
+    return name.startswith("firmware") or name.startswith("protocol")
+
+
+class ImportOrder:
+    """Records the firmware and protocol modules in the order their import
+    finished (a module after the modules it imports), through builtins.__import__.
+    A module is new in the innermost import call that loaded it, and complete
+    when that call returns."""
+
+    def __init__(self):
+        import builtins
+        import sys
+
+        self.builtins = builtins
+        self.orig = builtins.__import__
+        self.order = []
+        self.sys = sys
+        builtins.__import__ = self.hook
+
+    def hook(self, name, globals=None, locals=None, fromlist=(), level=0):
+        # Few frames (no comprehensions, no calls): this port's Python stack is small.
+        modules = self.sys.modules
+        before = set(modules)
+        mod = self.orig(name, globals, locals, fromlist, level)
+        if len(modules) != len(before):
+            new = []
+            for k in modules:
+                if k not in before and k not in self.order and (k[:8] == "firmware" or k[:8] == "protocol"):
+                    new.append(k)
+            while new:  # a package before its modules
+                k = min(new)
+                new.remove(k)
+                self.order.append(k)
+        return mod
+
+    def stop(self):
+        self.builtins.__import__ = self.orig
+
+
+def loaded_modules(order):
+    """The firmware and protocol modules imported so far: those in `order` first, in that order."""
     import sys
 
-    return sorted(k for k in sys.modules if k.startswith("firmware") or k.startswith("protocol"))
+    rest = sorted(k for k in sys.modules if ours(k) and k not in order)
+    return order + rest
 
 
 async def code(names):
-    """Heap kept by importing the modules `names` (a list) and nothing else."""
+    """Heap kept by importing the modules `names` (a list, each after the modules
+    it imports) and nothing else; and what each import added (a package's
+    __init__ counts with its first module)."""
     base = await full_collect()
+    last = base
+    each = []
     for name in names:
         __import__(name)
-    return json.dumps({"code": await full_collect() - base})
+        now = await full_collect()
+        each.append((name, now - last))
+        last = now
+    return json.dumps({"code": last - base, "each": each})
 
 
 async def main(role):
     base = await full_collect()
     heap0 = gc.mem_alloc() + gc.mem_free()
+    order = ImportOrder()
     from firmware.core import runtime
 
     settings = {
@@ -404,6 +453,7 @@ async def main(role):
             break
     if not device.online():
         raise AssertionError("never online: " + str(device.mqtt.last_error))
+    order.stop()  # modules imported later (lazily, in the loop) are listed after, sorted
     cmd = "sigap/v1/dev/" + device.id + "/cmd/"
     boot_bytes = await full_collect() - base
     m = Meter()
@@ -472,6 +522,6 @@ async def main(role):
         "n": n - warm,
         "added": added,
         "published": board.link.published,
-        "modules": loaded_modules(),
+        "modules": loaded_modules(order.order),
     }
     return json.dumps(out)
