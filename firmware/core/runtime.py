@@ -33,7 +33,9 @@
 #   await device.wait_online()        until it is
 #   device.health.expect(name, ms) / device.health.beat(name)
 #                                     a heartbeat the watchdog then requires
-#   FlashQueue(storage, name, n)      bounded queue on flash (firmware.core.flashqueue)
+#   FlashQueue / Spool                bounded queues on flash: a role imports
+#                                     them from firmware.core.flashqueue itself,
+#                                     so a role that needs none does not load them
 #   await device.close()              clean offline state + DISCONNECT
 #   await device.sleep(ms)            offline state with sleep_s, DISCONNECT, then
 #                                     board.deep_sleep(): does not return on hardware
@@ -43,7 +45,6 @@ import random
 
 from firmware.core import clock
 from firmware.core import settings as config
-from firmware.core.flashqueue import FlashQueue  # noqa: F401 - part of the runtime API for roles
 from firmware.core.health import Health
 from firmware.core.mqtt import MQTTClient
 from firmware.core.status_led import StatusLed
