@@ -42,15 +42,20 @@
 import asyncio
 import json
 import random
+import sys
 
 from firmware.core import clock
-from firmware.core import settings as config
 from firmware.core.health import Health
 from firmware.core.mqtt import MQTTClient
 from firmware.core.status_led import StatusLed
 from protocol import wire
 
 FW_VERSION = "0.1.0"
+SETTINGS = "firmware.core.settings"  # boot-only: see forget()
+# MicroPython keeps a loaded module's code in the heap until the module is
+# dropped; CPython (the simulator: many virtual boards, one set of modules)
+# keeps its modules. Decided once, here.
+_FORGET = sys.implementation.name == "micropython"
 RESET_FILE = "reset_reason"  # in board.storage: why the next boot happens
 BOOT_FILE = "boot"
 
@@ -67,12 +72,15 @@ class Device:
     config_retry_s = 30  # unconfigured: read the settings again this often
 
     def __init__(self, board):
+        from firmware.core import settings as config  # boot-only: boot() forgets it
+
         self.board = board
         self.flash_errors = 0  # flash writes that failed (OSError: full flash, worn block)
         good = board.storage.read(config.SETTINGS_GOOD)
         s, errors, source = config.choose_settings(board.settings, good)
         self.settings_source = source  # "file", "good" (fallback) or None (unconfigured)
         self.cfg_errors = errors
+        self.cfg_reported = config.reported(errors)  # the birth's "cfg_err"
         self.configured = s is not None
         self.boot = self._count_boot()
         self.reset_reason = self._take_reset_reason()
@@ -157,12 +165,16 @@ class Device:
 
     def _save_good_settings(self):
         # After the first broker connection with settings.json: it works, keep it.
+        # Once per boot: the settings module is loaded for it and forgotten again.
+        from firmware.core import settings as config
+
         self._good_saved = True
         try:
             if not config.same_settings(self.board.storage.read(config.SETTINGS_GOOD), self.settings):
                 self.write(config.SETTINGS_GOOD, json.dumps(self.settings))
         except Exception:  # a settings copy that does not encode must not take the link down
             pass
+        forget(SETTINGS)
 
     def write(self, name, text):
         """storage.write(name, text); False (counted, logged the first time) when flash refuses.
@@ -202,8 +214,8 @@ class Device:
         fields = getattr(self.role, "birth_fields", None)
         if fields is not None:
             extra.update(fields())  # e.g. a water board's unsent and lost readings
-        if self.cfg_errors:
-            extra["cfg_err"] = config.reported(self.cfg_errors)
+        if self.cfg_reported:
+            extra["cfg_err"] = self.cfg_reported
         return wire.birth(
             self.role_name, FW_VERSION, self.boot, self.board.rssi(), self.board.heap_free(), self.uptime_s(), **extra
         )
@@ -451,12 +463,28 @@ class Device:
                 waited = 0
                 reload = getattr(board, "reload_settings", None)
                 raw = reload() if reload is not None else board.settings
+                from firmware.core import settings as config  # kept while unconfigured
+
                 if config.validate_settings(raw)[0] is not None:
                     self.reboot("config")
                     return
         finally:
             for t in tasks:
                 t.cancel()
+
+
+def forget(name):
+    """Drop a module only the boot needs from sys.modules (and from its package),
+    so the GC frees its code once nothing else holds it; a later import loads it
+    again. On MicroPython only (see _FORGET). Its interned names stay: MicroPython
+    never frees those."""
+    if not _FORGET:
+        return
+    sys.modules.pop(name, None)
+    dot = name.rfind(".")
+    parent = sys.modules.get(name[:dot])
+    if parent is not None and hasattr(parent, name[dot + 1 :]):
+        delattr(parent, name[dot + 1 :])
 
 
 def make_role(device):
@@ -489,6 +517,9 @@ def boot(board):
     device = Device(board)
     if device.configured:
         device.role = make_role(device)
+        # Settings are chosen; the code that chose them (~2.5 KB) can go. An
+        # unconfigured board keeps it: it validates the file again and again.
+        forget(SETTINGS)
     return device
 
 

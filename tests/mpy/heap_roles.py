@@ -407,11 +407,12 @@ class ImportOrder:
 
 
 def loaded_modules(order):
-    """The firmware and protocol modules imported so far: those in `order` first, in that order."""
+    """The firmware and protocol modules loaded now (not those the runtime
+    dropped after boot): those in `order` first, in that order."""
     import sys
 
-    rest = sorted(k for k in sys.modules if ours(k) and k not in order)
-    return order + rest
+    kept = [k for k in order if k in sys.modules]
+    return kept + sorted(k for k in sys.modules if ours(k) and k not in order)
 
 
 async def code(names):

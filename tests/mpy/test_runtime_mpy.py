@@ -156,6 +156,22 @@ def test_good_copy_is_saved_only_when_it_changed():
     check(board.storage.read(config.SETTINGS_GOOD) == first + " ", "no rewrite of equal settings")
 
 
+def test_settings_code_is_dropped_after_boot_and_after_saving_the_good_copy():
+    import sys
+
+    import firmware.core
+
+    device = runtime.boot(RecordingBoard(dict(GOOD, keepalive_s="x")))
+    check(runtime.SETTINGS not in sys.modules, "forgotten after boot")
+    check(not hasattr(firmware.core, "settings"), "and by its package")
+    check(device.birth()["cfg_err"] == ["type:keepalive_s"], device.birth())
+    device._save_good_settings()
+    check(config.same_settings(device.board.storage.read(config.SETTINGS_GOOD), device.settings), "saved")
+    check(runtime.SETTINGS not in sys.modules, "forgotten again after the save")
+    runtime.boot(RecordingBoard({"role": "counter"}))
+    check(runtime.SETTINGS in sys.modules, "an unconfigured board keeps it: it validates again and again")
+
+
 # --- birth and reset reason ---------------------------------------------------------
 
 
