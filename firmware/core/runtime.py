@@ -354,9 +354,10 @@ class Device:
         except Exception:  # the next tick starts another join
             pass
 
-    async def _feed(self):
-        # Feed the watchdog only while every essential part is alive; the first
-        # failure is printed (serial console), then the watchdog does the rest.
+    async def feed(self):
+        """Feed the watchdog every tick while Health says every essential part is alive.
+
+        The first failure is printed (serial console), then the watchdog does the rest."""
         board = self.board
         while True:
             if self.health.ok():
@@ -369,8 +370,10 @@ class Device:
     async def run(self):
         """Network, MQTT link, role, LED, clock and watchdog; runs until cancelled."""
         mqtt = self.mqtt
-        if mqtt is None:  # not configured
-            await self._run_unconfigured()
+        if mqtt is None:  # not configured: the settings module runs the board meanwhile
+            from firmware.core import settings as config
+
+            await config.run_unconfigured(self)
             return
         board = self.board
         health = self.health
@@ -386,7 +389,7 @@ class Device:
         keep_time = getattr(board, "keep_time", None)
         if keep_time is not None:
             tasks.append(asyncio.create_task(keep_time()))
-        tasks.append(asyncio.create_task(self._feed()))
+        tasks.append(asyncio.create_task(self.feed()))
         reboot_ms = self.settings.get("broker_reboot_s", self.broker_reboot_s) * 1000
         link = None  # mqtt.run() while the network is up
         stopping = None  # a link cancelled because the network went down
@@ -436,41 +439,6 @@ class Device:
             # Let them finish their own clean-up (the MQTT client closes its
             # socket) before this boot is over: nothing of it outlives the board.
             await asyncio.gather(*alive, return_exceptions=True)
-
-    async def _run_unconfigured(self):
-        # No usable settings at all: no identity to go online with. Show the
-        # error, keep the watchdog fed (a reboot loop would not fix a file), and
-        # read the settings again now and then: once they validate, reboot
-        # into them (reason "config").
-        board = self.board
-        errors = self.cfg_errors
-        self.log("settings unusable: " + ", ".join(errors))
-        self.led.set("error")
-        try:
-            board.text_display("main").show(["CONFIG ERROR", errors[0] if errors else "?"])
-        except Exception:  # no display: the LED says it
-            pass
-        self.health.expect("loop", self.loop_grace_ms)
-        tasks = [asyncio.create_task(self.led.run()), asyncio.create_task(self._feed())]
-        waited = 0
-        try:
-            while True:
-                self.health.beat("loop")
-                await clock.sleep_ms(self.tick_ms)
-                waited += self.tick_ms
-                if waited < self.config_retry_s * 1000:
-                    continue
-                waited = 0
-                reload = getattr(board, "reload_settings", None)
-                raw = reload() if reload is not None else board.settings
-                from firmware.core import settings as config  # kept while unconfigured
-
-                if config.validate_settings(raw)[0] is not None:
-                    self.reboot("config")
-                    return
-        finally:
-            for t in tasks:
-                t.cancel()
 
 
 def forget(name):
