@@ -34,8 +34,8 @@
 #   device.health.expect(name, ms) / device.health.beat(name)
 #                                     a heartbeat the watchdog then requires
 #   FlashQueue / Spool                bounded queues on flash: a role imports
-#                                     them from firmware.core.flashqueue itself,
-#                                     so a role that needs none does not load them
+#                                     the one it uses (firmware.core.flashqueue,
+#                                     firmware.core.spool), so a role loads only that
 #   await device.close()              clean offline state + DISCONNECT
 #   await device.sleep(ms)            offline state with sleep_s, DISCONNECT, then
 #                                     board.deep_sleep(): does not return on hardware
