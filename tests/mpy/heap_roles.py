@@ -21,8 +21,11 @@
 #           with the device online and idle;
 #   iter    the largest growth within one iteration of the steady loop: each
 #           iteration starts with gc.collect() and is sampled, without
-#           collecting, after each step (garbage included, and the fake
-#           broker's few bytes);
+#           collecting, after each step (garbage included); what the fake
+#           broker allocates meanwhile (the controller's message, packets,
+#           its buffers: Link tells the Meter) is left out, as it is not on
+#           a board (no collection runs within an iteration, so the
+#           subtraction is exact);
 #   peak    the most heap in use at any sample point of the loop, from the
 #           same base as boot (what must fit, before WiFi and TLS take
 #           their share); at least boot + iter. Sampled in the iterations
@@ -122,10 +125,13 @@ class Storage:
 
 class Link:
     """Both ends of an in-memory connection: the client's reader and writer,
-    and the broker behind them (answers what it is sent)."""
+    and the broker behind them (answers what it is sent). What the broker side
+    allocates (its parsing, its answers, its buffers) is told to the meter:
+    it is not the board's heap."""
 
-    def __init__(self, mqtt):
+    def __init__(self, mqtt, meter):
         self.mq = mqtt
+        self.meter = meter
         self.rx = bytearray()  # client -> broker, not yet parsed
         self.tx = bytearray()  # broker -> client, not yet read
         self.ev = asyncio.Event()
@@ -133,10 +139,16 @@ class Link:
         self.published = 0
         self.pid = 0
 
+    def _broker(self, since):
+        if self.meter is not None:
+            self.meter.broker += gc.mem_alloc() - since
+
     # writer
     def write(self, data):
-        self.rx.extend(data)
+        a = gc.mem_alloc()
+        self.rx.extend(data)  # on a board the bytes go to the network stack, outside the heap
         self._serve()
+        self._broker(a)
 
     async def drain(self):
         pass
@@ -155,8 +167,10 @@ class Link:
                 raise EOFError
             self.ev.clear()
             await self.ev.wait()
-        data = bytes(self.tx[:n])
+        data = bytes(self.tx[:n])  # the board's: a stream read allocates it on a board too
+        a = gc.mem_alloc()
         self.tx = self.tx[n:]
+        self._broker(a)
         return data
 
     # broker
@@ -164,10 +178,13 @@ class Link:
         self.tx.extend(data)
         self.ev.set()
 
-    def publish(self, topic, payload):
-        """A QoS 1 PUBLISH from the broker to the board."""
+    def publish(self, topic, payload, since=None):
+        """A QoS 1 PUBLISH from the broker to the board; what was allocated since
+        `since` (a gc.mem_alloc(): the payload's making) counts as the broker's too."""
+        a = gc.mem_alloc() if since is None else since
         self.pid = self.pid % 65535 + 1
         self.send(self.mq.publish_packet(topic, payload, 1, False, False, self.pid))
+        self._broker(a)
 
     def _serve(self):
         mq = self.mq
@@ -214,6 +231,7 @@ class Board:
         self._battery = None
         self._siren = None
         self.echo_us = 10000
+        self.meter = None  # set once the steady loop is measured
 
     def pin(self, name):
         if name not in self.pins:
@@ -281,7 +299,7 @@ class Board:
         return TS
 
     async def open_connection(self, host, port):
-        self.link = Link(self.mq)
+        self.link = Link(self.mq, self.meter)
         return self.link, self.link
 
     async def connect_network(self):
@@ -331,6 +349,7 @@ class Meter:
         self.iter_peak = 0
         self.start = 0
         self.clean = False
+        self.broker = 0  # bytes the fake broker allocated since begin(): not the board's
 
     def begin(self, clean):
         """An iteration starts. clean: right after full_collect(), so the heap holds
@@ -339,10 +358,11 @@ class Meter:
         gc.collect()
         self.start = gc.mem_alloc()
         self.clean = clean
+        self.broker = 0
         self.sample()
 
     def sample(self):
-        a = gc.mem_alloc()
+        a = gc.mem_alloc() - self.broker
         if self.clean and a > self.peak:
             self.peak = a
         if a - self.start > self.iter_peak:
@@ -486,6 +506,7 @@ async def main(role):
     cmd = "sigap/v1/dev/" + device.id + "/cmd/"
     boot_bytes = await full_collect() - base
     m = Meter()
+    board.meter = board.link.meter = m
     n = ITERATIONS[role]
     warm = 10
     after_warm = 0
@@ -502,6 +523,7 @@ async def main(role):
             before = printer.tickets
             seq = r.on_key("ABCD"[i % 4]) or device.seq
             m.sample()
+            since = gc.mem_alloc()
             answer = {
                 "re": seq,
                 "ticket": f"{'ABCD'[i % 4]}{i % 1000:03d}",
@@ -512,7 +534,7 @@ async def main(role):
                 "at": AT,
                 "url": f"https://sigap.example.id/t/{i * 2654435761 & 0xFFFFFFFF:08x}",
             }
-            board.link.publish(cmd + "ticket", json.dumps(answer))
+            board.link.publish(cmd + "ticket", json.dumps(answer), since)
             answer = None
             m.sample()
             await settle(device, m, lambda p=printer, b=before: p.tickets > b)
@@ -522,15 +544,17 @@ async def main(role):
             r.on_key(COUNTER_KEYS[i % len(COUNTER_KEYS)])
             m.sample()
             shown = display.shown
+            since = gc.mem_alloc()
             board.link.publish(
-                cmd + "show", f'{{"lines":["A{i % 1000:03d}","Menunggu: {i % 30}"],"chime":false}}'
+                cmd + "show", f'{{"lines":["A{i % 1000:03d}","Menunggu: {i % 30}"],"chime":false}}', since
             )
             m.sample()
             await settle(device, m, lambda s=shown: display.shown > s)
         elif role == "display":
             shown = display.shown
+            since = gc.mem_alloc()
             lines = f'"A{i % 1000:03d} LOKET {1 + i % 8}","B{i // 2 % 1000:03d} LOKET 2","C{i // 3 % 1000:03d} LOKET 5"'
-            board.link.publish(cmd + "show", '{"lines":[' + lines + '],"chime":true}')
+            board.link.publish(cmd + "show", '{"lines":[' + lines + '],"chime":true}', since)
             m.sample()
             await settle(device, m, lambda s=shown: display.shown > s)
             await asyncio.sleep_ms(1)  # a few blink / scroll frames
