@@ -41,23 +41,21 @@
 #                                     board.deep_sleep(): does not return on hardware
 import asyncio
 import json
-import random
 import sys
 
 from firmware.core import clock
 from firmware.core.health import Health
-from firmware.core.mqtt import MQTTClient
+from firmware.core.mqtt import MQTTClient  # noqa: F401 - its type; startup.py builds it
 from firmware.core.status_led import StatusLed
 from protocol import wire
 
 FW_VERSION = "0.1.0"
 SETTINGS = "firmware.core.settings"  # boot-only: see forget()
+STARTUP = "firmware.core.startup"  # boot-only: see forget()
 # MicroPython keeps a loaded module's code in the heap until the module is
 # dropped; CPython (the simulator: many virtual boards, one set of modules)
 # keeps its modules. Decided once, here.
 _FORGET = sys.implementation.name == "micropython"
-RESET_FILE = "reset_reason"  # in board.storage: why the next boot happens
-BOOT_FILE = "boot"
 
 
 class Device:
@@ -72,96 +70,45 @@ class Device:
     config_retry_s = 30  # unconfigured: read the settings again this often
 
     def __init__(self, board):
-        from firmware.core import settings as config  # boot-only: boot() forgets it
+        from firmware.core import startup  # boot-only: boot() forgets it
 
         self.board = board
         self.flash_errors = 0  # flash writes that failed (OSError: full flash, worn block)
-        good = board.storage.read(config.SETTINGS_GOOD)
-        s, errors, source = config.choose_settings(board.settings, good)
-        self.settings_source = source  # "file", "good" (fallback) or None (unconfigured)
-        self.cfg_errors = errors
-        self.cfg_reported = config.reported(errors)  # the birth's "cfg_err"
-        self.configured = s is not None
-        self.boot = self._count_boot()
-        self.reset_reason = self._take_reset_reason()
         self.seq = 0
         self.started = clock.ticks_ms()
         self.role = None
         self.rebirths = 0
         self.closing = False
         self.reboot_reason = None  # set when this runtime asked the board to reboot
-        self._good_saved = source != "file"  # only a file that worked is kept as "good"
         self._joined = False  # connect_network() succeeded (boards without network_up())
         self._told = 0  # health failures already logged
         self.health = Health()
         led_pin = getattr(board, "status_led", None)
         self.led = StatusLed(led_pin() if led_pin else None, getattr(board, "led_pattern", None))
-        self.mqtt = None
-        if s is None:
-            self.settings = {}
-            self.id = ""
-            self.role_name = ""
-            self.prefix = wire.DEFAULT_PREFIX
-            return
-        use = getattr(board, "use_settings", None)
-        if use is not None:
-            use(s)  # the ESP32 board takes its WiFi and pins from the copy in use
-        self.settings = s
-        self.id = s["device_id"]
-        self.role_name = s["role"]
-        self.prefix = s["prefix"]
-        self.state_topic = wire.dev_topic(self.prefix, self.id, "state")
-        self.cmd_base = wire.dev_topic(self.prefix, self.id, "cmd/")
-        self.ctl_topic = wire.ctl_state_topic(self.prefix)
-        will = (self.state_topic, wire.encode(wire.offline(self.boot), wire.MAX_DEVICE_PAYLOAD), True, 1)
-        self.mqtt = MQTTClient(
-            self.id,
-            s["broker_host"],
-            s["broker_port"],
-            user=s.get("mqtt_user") or self.id,
-            password=s.get("mqtt_password"),
-            keepalive=s.get("keepalive_s", self.keepalive_s),
-            will=will,
-            open_connection=board.open_connection,
-            outbox_size=s.get("outbox_size", self.outbox_size),
-            backoff_max_ms=s.get("mqtt_backoff_max_s", self.mqtt_backoff_max_s) * 1000,
-        )
-        self.mqtt.on_connect = self._on_connect
-        self.mqtt.on_disconnect = self._on_link_down
-        self.mqtt.on_message = self._on_message
-        self.mqtt.subscribe(wire.dev_sub_topic(self.prefix, self.id), 1)
-        self.mqtt.subscribe(self.ctl_topic, 1)
+        # Set by startup.setup() (what an unconfigured board keeps):
+        self.settings = {}  # the validated copy in use
+        self.settings_source = None  # "file", "good" (the fallback) or None (unconfigured)
+        self.cfg_errors = []  # what was wrong with the settings
+        self.cfg_reported = []  # the same as the birth's "cfg_err"
+        self.configured = False
+        self.boot = 0  # this boot's number (kept in flash)
+        self.reset_reason = "power"  # why this boot happened
+        self.id = ""
+        self.role_name = ""
+        self.prefix = wire.DEFAULT_PREFIX
+        self.state_topic = self.cmd_base = self.ctl_topic = ""
+        self.mqtt = None  # type: MQTTClient | None
+        startup.setup(self)
+        self._good_saved = self.settings_source != "file"  # only a file that worked is kept as "good"
+        mqtt = self.mqtt
+        if mqtt is not None:
+            mqtt.on_connect = self._on_connect
+            mqtt.on_disconnect = self._on_link_down
+            mqtt.on_message = self._on_message
+            mqtt.subscribe(wire.dev_sub_topic(self.prefix, self.id), 1)
+            mqtt.subscribe(self.ctl_topic, 1)
 
     # -- flash: boot counter, reset reason, last good settings -----------------
-
-    def _count_boot(self):
-        # The boot counter lives in flash so (boot, seq) stays unique across reboots.
-        raw = self.board.storage.read(BOOT_FILE)
-        try:
-            n = int(raw) + 1 if raw else 1
-        except ValueError:
-            n = 1
-        if not self.write(BOOT_FILE, str(n)):
-            # A full flash: the next boot would read the same old count and
-            # reuse n, and the controller would drop its events as duplicates
-            # of this boot's. A random step above the last kept count makes
-            # such a clash unlikely (1 in 65536) while it stays above every
-            # boot the flash remembers. Reported as flash_err in the birth.
-            n += random.getrandbits(16)
-        return n
-
-    def _take_reset_reason(self):
-        # A reason the firmware wrote before it rebooted wins; it is cleared at
-        # once, so the reason describes this boot only (a power cut before the
-        # next birth makes the next boot a "power" boot, which it is). Without
-        # one, the board's reset cause register says watchdog / power.
-        storage = self.board.storage
-        raw = storage.read(RESET_FILE)
-        if raw:
-            self.write(RESET_FILE, "")
-            return raw.strip()[:24]
-        cause = getattr(self.board, "reset_cause", None)
-        return cause() if cause is not None else "power"
 
     def _save_good_settings(self):
         # After the first broker connection with settings.json: it works, keep it.
@@ -208,7 +155,7 @@ class Device:
 
     def birth(self):
         """The birth state message (retained); "reset" and "cfg_err" are extra fields."""
-        extra = {"reset": self.reset_reason}
+        extra = {"reset": self.reset_reason}  # type: dict
         if self.flash_errors:
             extra["flash_err"] = self.flash_errors
         fields = getattr(self.role, "birth_fields", None)
@@ -455,28 +402,6 @@ def forget(name):
         delattr(parent, name[dot + 1 :])
 
 
-def make_role(device):
-    """Instantiate the role named in the settings (imported lazily to save RAM)."""
-    name = device.role_name
-    if name == "counter":
-        from firmware.roles.counter import CounterRole
-
-        return CounterRole(device)
-    if name == "kiosk":
-        from firmware.roles.kiosk import KioskRole
-
-        return KioskRole(device)
-    if name == "display":
-        from firmware.roles.display import DisplayRole
-
-        return DisplayRole(device)
-    if name == "water":
-        from firmware.roles.water import WaterRole
-
-        return WaterRole(device)
-    raise ValueError("unknown role: " + str(name))
-
-
 def boot(board):
     """Build the runtime and the role for a board (nothing runs yet).
 
@@ -484,9 +409,13 @@ def boot(board):
     False, no role, no MQTT client); run_device() then shows the error."""
     device = Device(board)
     if device.configured:
-        device.role = make_role(device)
-        # Settings are chosen; the code that chose them (~2.5 KB) can go. An
-        # unconfigured board keeps it: it validates the file again and again.
+        from firmware.core import startup
+
+        device.role = startup.make_role(device)
+        # The boot is over: the code that chose the settings, counted the boot
+        # and built the client and the role (~4.5 KB) can go. An unconfigured
+        # board keeps the settings module: it validates the file again and again.
+        forget(STARTUP)
         forget(SETTINGS)
     return device
 

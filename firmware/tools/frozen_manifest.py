@@ -35,6 +35,7 @@ package(
         "core/runtime.py",
         "core/settings.py",
         "core/spool.py",
+        "core/startup.py",
         "core/status_led.py",
         "core/timekeeping.py",
         "drivers/__init__.py",
