@@ -18,6 +18,10 @@
 #             broker_timeout, config, ...; else the board's reset cause:
 #             watchdog, power) and reported in the birth as "reset".
 #
+# What only the boot needs (choosing the settings, counting the boot, building
+# the MQTT client and the role) is in startup.py and settings.py, which boot()
+# drops once the role is made: see forget().
+#
 # A role is a small class with `async run()` and `on_cmd(kind, msg)`; it never
 # touches MQTT or flash directly, only this Device and the board's drivers.
 # What a role may use of the Device:
