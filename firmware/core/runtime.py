@@ -18,6 +18,10 @@
 #             broker_timeout, config, ...; else the board's reset cause:
 #             watchdog, power) and reported in the birth as "reset".
 #
+# What only the boot needs (choosing the settings, counting the boot, building
+# the MQTT client and the role) is in startup.py and settings.py, which boot()
+# drops once the role is made: see forget().
+#
 # A role is a small class with `async run()` and `on_cmd(kind, msg)`; it never
 # touches MQTT or flash directly, only this Device and the board's drivers.
 # What a role may use of the Device:
@@ -33,25 +37,29 @@
 #   await device.wait_online()        until it is
 #   device.health.expect(name, ms) / device.health.beat(name)
 #                                     a heartbeat the watchdog then requires
-#   FlashQueue(storage, name, n)      bounded queue on flash (firmware.core.flashqueue)
+#   FlashQueue / Spool                bounded queues on flash: a role imports
+#                                     the one it uses (firmware.core.flashqueue,
+#                                     firmware.core.spool), so a role loads only that
 #   await device.close()              clean offline state + DISCONNECT
 #   await device.sleep(ms)            offline state with sleep_s, DISCONNECT, then
 #                                     board.deep_sleep(): does not return on hardware
 import asyncio
 import json
-import random
+import sys
 
 from firmware.core import clock
-from firmware.core import settings as config
-from firmware.core.flashqueue import FlashQueue  # noqa: F401 - part of the runtime API for roles
 from firmware.core.health import Health
-from firmware.core.mqtt import MQTTClient
+from firmware.core.mqtt import MQTTClient  # noqa: F401 - its type; startup.py builds it
 from firmware.core.status_led import StatusLed
 from protocol import wire
 
 FW_VERSION = "0.1.0"
-RESET_FILE = "reset_reason"  # in board.storage: why the next boot happens
-BOOT_FILE = "boot"
+SETTINGS = "firmware.core.settings"  # boot-only: see forget()
+STARTUP = "firmware.core.startup"  # boot-only: see forget()
+# MicroPython keeps a loaded module's code in the heap until the module is
+# dropped; CPython (the simulator: many virtual boards, one set of modules)
+# keeps its modules. Decided once, here.
+_FORGET = sys.implementation.name == "micropython"
 
 
 class Device:
@@ -66,102 +74,58 @@ class Device:
     config_retry_s = 30  # unconfigured: read the settings again this often
 
     def __init__(self, board):
+        from firmware.core import startup  # boot-only: boot() forgets it
+
         self.board = board
         self.flash_errors = 0  # flash writes that failed (OSError: full flash, worn block)
-        good = board.storage.read(config.SETTINGS_GOOD)
-        s, errors, source = config.choose_settings(board.settings, good)
-        self.settings_source = source  # "file", "good" (fallback) or None (unconfigured)
-        self.cfg_errors = errors
-        self.configured = s is not None
-        self.boot = self._count_boot()
-        self.reset_reason = self._take_reset_reason()
         self.seq = 0
         self.started = clock.ticks_ms()
         self.role = None
         self.rebirths = 0
         self.closing = False
         self.reboot_reason = None  # set when this runtime asked the board to reboot
-        self._good_saved = source != "file"  # only a file that worked is kept as "good"
         self._joined = False  # connect_network() succeeded (boards without network_up())
         self._told = 0  # health failures already logged
         self.health = Health()
         led_pin = getattr(board, "status_led", None)
         self.led = StatusLed(led_pin() if led_pin else None, getattr(board, "led_pattern", None))
-        self.mqtt = None
-        if s is None:
-            self.settings = {}
-            self.id = ""
-            self.role_name = ""
-            self.prefix = wire.DEFAULT_PREFIX
-            return
-        use = getattr(board, "use_settings", None)
-        if use is not None:
-            use(s)  # the ESP32 board takes its WiFi and pins from the copy in use
-        self.settings = s
-        self.id = s["device_id"]
-        self.role_name = s["role"]
-        self.prefix = s["prefix"]
-        self.state_topic = wire.dev_topic(self.prefix, self.id, "state")
-        self.cmd_base = wire.dev_topic(self.prefix, self.id, "cmd/")
-        self.ctl_topic = wire.ctl_state_topic(self.prefix)
-        will = (self.state_topic, wire.encode(wire.offline(self.boot), wire.MAX_DEVICE_PAYLOAD), True, 1)
-        self.mqtt = MQTTClient(
-            self.id,
-            s["broker_host"],
-            s["broker_port"],
-            user=s.get("mqtt_user") or self.id,
-            password=s.get("mqtt_password"),
-            keepalive=s.get("keepalive_s", self.keepalive_s),
-            will=will,
-            open_connection=board.open_connection,
-            outbox_size=s.get("outbox_size", self.outbox_size),
-            backoff_max_ms=s.get("mqtt_backoff_max_s", self.mqtt_backoff_max_s) * 1000,
-        )
-        self.mqtt.on_connect = self._on_connect
-        self.mqtt.on_disconnect = self._on_link_down
-        self.mqtt.on_message = self._on_message
-        self.mqtt.subscribe(wire.dev_sub_topic(self.prefix, self.id), 1)
-        self.mqtt.subscribe(self.ctl_topic, 1)
+        # Set by startup.setup() (what an unconfigured board keeps):
+        self.settings = {}  # the validated copy in use
+        self.settings_source = None  # "file", "good" (the fallback) or None (unconfigured)
+        self.cfg_errors = []  # what was wrong with the settings
+        self.cfg_reported = []  # the same as the birth's "cfg_err"
+        self.configured = False
+        self.boot = 0  # this boot's number (kept in flash)
+        self.reset_reason = "power"  # why this boot happened
+        self.id = ""
+        self.role_name = ""
+        self.prefix = wire.DEFAULT_PREFIX
+        self.state_topic = self.cmd_base = self.ctl_topic = ""
+        self.mqtt = None  # type: MQTTClient | None
+        startup.setup(self)
+        self._good_saved = self.settings_source != "file"  # only a file that worked is kept as "good"
+        mqtt = self.mqtt
+        if mqtt is not None:
+            mqtt.on_connect = self._on_connect
+            mqtt.on_disconnect = self._on_link_down
+            mqtt.on_message = self._on_message
+            mqtt.subscribe(wire.dev_sub_topic(self.prefix, self.id), 1)
+            mqtt.subscribe(self.ctl_topic, 1)
 
     # -- flash: boot counter, reset reason, last good settings -----------------
 
-    def _count_boot(self):
-        # The boot counter lives in flash so (boot, seq) stays unique across reboots.
-        raw = self.board.storage.read(BOOT_FILE)
-        try:
-            n = int(raw) + 1 if raw else 1
-        except ValueError:
-            n = 1
-        if not self.write(BOOT_FILE, str(n)):
-            # A full flash: the next boot would read the same old count and
-            # reuse n, and the controller would drop its events as duplicates
-            # of this boot's. A random step above the last kept count makes
-            # such a clash unlikely (1 in 65536) while it stays above every
-            # boot the flash remembers. Reported as flash_err in the birth.
-            n += random.getrandbits(16)
-        return n
-
-    def _take_reset_reason(self):
-        # A reason the firmware wrote before it rebooted wins; it is cleared at
-        # once, so the reason describes this boot only (a power cut before the
-        # next birth makes the next boot a "power" boot, which it is). Without
-        # one, the board's reset cause register says watchdog / power.
-        storage = self.board.storage
-        raw = storage.read(RESET_FILE)
-        if raw:
-            self.write(RESET_FILE, "")
-            return raw.strip()[:24]
-        cause = getattr(self.board, "reset_cause", None)
-        return cause() if cause is not None else "power"
-
     def _save_good_settings(self):
         # After the first broker connection with settings.json: it works, keep it.
+        # Once per boot: the settings module is loaded for it and forgotten again.
+        from firmware.core import settings as config
+
         self._good_saved = True
         try:
             if not config.same_settings(self.board.storage.read(config.SETTINGS_GOOD), self.settings):
                 self.write(config.SETTINGS_GOOD, json.dumps(self.settings))
         except Exception:  # a settings copy that does not encode must not take the link down
             pass
+        forget(SETTINGS)
 
     def write(self, name, text):
         """storage.write(name, text); False (counted, logged the first time) when flash refuses.
@@ -195,14 +159,14 @@ class Device:
 
     def birth(self):
         """The birth state message (retained); "reset" and "cfg_err" are extra fields."""
-        extra = {"reset": self.reset_reason}
+        extra = {"reset": self.reset_reason}  # type: dict
         if self.flash_errors:
             extra["flash_err"] = self.flash_errors
         fields = getattr(self.role, "birth_fields", None)
         if fields is not None:
             extra.update(fields())  # e.g. a water board's unsent and lost readings
-        if self.cfg_errors:
-            extra["cfg_err"] = config.reported(self.cfg_errors)
+        if self.cfg_reported:
+            extra["cfg_err"] = self.cfg_reported
         return wire.birth(
             self.role_name, FW_VERSION, self.boot, self.board.rssi(), self.board.heap_free(), self.uptime_s(), **extra
         )
@@ -341,9 +305,10 @@ class Device:
         except Exception:  # the next tick starts another join
             pass
 
-    async def _feed(self):
-        # Feed the watchdog only while every essential part is alive; the first
-        # failure is printed (serial console), then the watchdog does the rest.
+    async def feed(self):
+        """Feed the watchdog every tick while Health says every essential part is alive.
+
+        The first failure is printed (serial console), then the watchdog does the rest."""
         board = self.board
         while True:
             if self.health.ok():
@@ -356,8 +321,10 @@ class Device:
     async def run(self):
         """Network, MQTT link, role, LED, clock and watchdog; runs until cancelled."""
         mqtt = self.mqtt
-        if mqtt is None:  # not configured
-            await self._run_unconfigured()
+        if mqtt is None:  # not configured: the settings module runs the board meanwhile
+            from firmware.core import settings as config
+
+            await config.run_unconfigured(self)
             return
         board = self.board
         health = self.health
@@ -373,7 +340,7 @@ class Device:
         keep_time = getattr(board, "keep_time", None)
         if keep_time is not None:
             tasks.append(asyncio.create_task(keep_time()))
-        tasks.append(asyncio.create_task(self._feed()))
+        tasks.append(asyncio.create_task(self.feed()))
         reboot_ms = self.settings.get("broker_reboot_s", self.broker_reboot_s) * 1000
         link = None  # mqtt.run() while the network is up
         stopping = None  # a link cancelled because the network went down
@@ -424,60 +391,19 @@ class Device:
             # socket) before this boot is over: nothing of it outlives the board.
             await asyncio.gather(*alive, return_exceptions=True)
 
-    async def _run_unconfigured(self):
-        # No usable settings at all: no identity to go online with. Show the
-        # error, keep the watchdog fed (a reboot loop would not fix a file), and
-        # read the settings again now and then: once they validate, reboot
-        # into them (reason "config").
-        board = self.board
-        errors = self.cfg_errors
-        self.log("settings unusable: " + ", ".join(errors))
-        self.led.set("error")
-        try:
-            board.text_display("main").show(["CONFIG ERROR", errors[0] if errors else "?"])
-        except Exception:  # no display: the LED says it
-            pass
-        self.health.expect("loop", self.loop_grace_ms)
-        tasks = [asyncio.create_task(self.led.run()), asyncio.create_task(self._feed())]
-        waited = 0
-        try:
-            while True:
-                self.health.beat("loop")
-                await clock.sleep_ms(self.tick_ms)
-                waited += self.tick_ms
-                if waited < self.config_retry_s * 1000:
-                    continue
-                waited = 0
-                reload = getattr(board, "reload_settings", None)
-                raw = reload() if reload is not None else board.settings
-                if config.validate_settings(raw)[0] is not None:
-                    self.reboot("config")
-                    return
-        finally:
-            for t in tasks:
-                t.cancel()
 
-
-def make_role(device):
-    """Instantiate the role named in the settings (imported lazily to save RAM)."""
-    name = device.role_name
-    if name == "counter":
-        from firmware.roles.counter import CounterRole
-
-        return CounterRole(device)
-    if name == "kiosk":
-        from firmware.roles.kiosk import KioskRole
-
-        return KioskRole(device)
-    if name == "display":
-        from firmware.roles.display import DisplayRole
-
-        return DisplayRole(device)
-    if name == "water":
-        from firmware.roles.water import WaterRole
-
-        return WaterRole(device)
-    raise ValueError("unknown role: " + str(name))
+def forget(name):
+    """Drop a module only the boot needs from sys.modules (and from its package),
+    so the GC frees its code once nothing else holds it; a later import loads it
+    again. On MicroPython only (see _FORGET). Its interned names stay: MicroPython
+    never frees those."""
+    if not _FORGET:
+        return
+    sys.modules.pop(name, None)
+    dot = name.rfind(".")
+    parent = sys.modules.get(name[:dot])
+    if parent is not None and hasattr(parent, name[dot + 1 :]):
+        delattr(parent, name[dot + 1 :])
 
 
 def boot(board):
@@ -487,7 +413,14 @@ def boot(board):
     False, no role, no MQTT client); run_device() then shows the error."""
     device = Device(board)
     if device.configured:
-        device.role = make_role(device)
+        from firmware.core import startup
+
+        device.role = startup.make_role(device)
+        # The boot is over: the code that chose the settings, counted the boot
+        # and built the client and the role (~4.5 KB) can go. An unconfigured
+        # board keeps the settings module: it validates the file again and again.
+        forget(STARTUP)
+        forget(SETTINGS)
     return device
 
 

@@ -17,8 +17,14 @@
 # Error codes follow protocol.wire's reasons: "<what>:<key>" with what one of
 # missing, type, range, value; "bad_json" for a file that is not JSON,
 # "missing:settings" when there is no file.
+#
+# Only the boot needs this module (and an unconfigured board, which runs
+# run_unconfigured() below): on MicroPython the runtime drops it from
+# sys.modules once the settings are chosen, and the GC frees its code.
+import asyncio
 import json
 
+from firmware.core import clock
 from protocol import wire
 
 SETTINGS_FILE = "settings.json"
@@ -155,3 +161,38 @@ def same_settings(text, s):
         return json.loads(text) == s
     except ValueError:
         return False
+
+
+async def run_unconfigured(device):
+    """Run a board that has no usable settings at all (the runtime's Device,
+    unconfigured): no identity to go online with. Show the error, keep the
+    watchdog fed (a reboot loop would not fix a file), and read the settings
+    again every config_retry_s: once they validate, reboot into them (reason
+    "config")."""
+    board = device.board
+    errors = device.cfg_errors
+    device.log("settings unusable: " + ", ".join(errors))
+    device.led.set("error")
+    try:
+        board.text_display("main").show(["CONFIG ERROR", errors[0] if errors else "?"])
+    except Exception:  # no display: the LED says it
+        pass
+    device.health.expect("loop", device.loop_grace_ms)
+    tasks = [asyncio.create_task(device.led.run()), asyncio.create_task(device.feed())]
+    waited = 0
+    try:
+        while True:
+            device.health.beat("loop")
+            await clock.sleep_ms(device.tick_ms)
+            waited += device.tick_ms
+            if waited < device.config_retry_s * 1000:
+                continue
+            waited = 0
+            reload = getattr(board, "reload_settings", None)
+            raw = reload() if reload is not None else board.settings
+            if validate_settings(raw)[0] is not None:
+                device.reboot("config")
+                return
+    finally:
+        for t in tasks:
+            t.cancel()

@@ -10,7 +10,7 @@
 # distance, and no ts while the clock is not synced.
 #
 # Unsent readings live on flash. Each reading is numbered (boot, seq) at once
-# and appended to a Spool (firmware/core/flashqueue.py): bounded (spool_max,
+# and appended to a Spool (firmware/core/spool.py): bounded (spool_max,
 # default 288 = a day at 300 s), two chunks of it in RAM, the OLDEST kept when
 # full and the refused ones counted ("lost", in every reading and the birth
 # once non-zero). One sender task publishes the spool's head while the link is
@@ -46,7 +46,7 @@ import asyncio
 import json
 
 from firmware.core import clock
-from firmware.core.flashqueue import Spool
+from firmware.core.spool import Spool
 
 CONFIG_KEYS = ("interval_s", "fast_interval_s", "mount_mm", "siren_mm", "hysteresis_mm", "hold_s")
 CONFIG_FILE = "water.json"

@@ -34,6 +34,8 @@ package(
         "core/mqtt.py",
         "core/runtime.py",
         "core/settings.py",
+        "core/spool.py",
+        "core/startup.py",
         "core/status_led.py",
         "core/timekeeping.py",
         "drivers/__init__.py",

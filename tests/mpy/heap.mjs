@@ -117,6 +117,10 @@ async function runRole(role, build) {
       `   (${r.modules.length} modules; ${r.published} publishes acked` +
       `${r.added > 0 ? `; the port grew its heap by ${kb(r.added).trim()} KB` : ""})`,
   );
+  if (process.env.HEAP_MODULES) {
+    // What importing each module added, in import order (a package's __init__ with its first module).
+    for (const [name, bytes] of c.each) console.log(`      ${kb(bytes)}  ${name}`);
+  }
   return true;
 }
 

@@ -6,9 +6,10 @@
 # with its supervisor, LED and watchdog tasks), the MQTT client and the real
 # drivers (SSD1306 OLED, MAX7219 chain, ESC/POS printer, JSN-SR04T ranger,
 # battery ADC, siren) over pins, buses and a UART that swallow what they get.
-# The network is an in-memory broker (Link): it answers CONNECT, SUBSCRIBE,
-# PINGREQ and every QoS 1 PUBLISH (PUBACK), so the outbox drains as online,
-# and commands (cmd/ticket, cmd/show) reach the board as real PUBLISH packets
+# The board's flash is the interpreter's file system (Storage), outside the
+# heap as flash is on a board. The network is an in-memory broker (Link): it
+# answers CONNECT, SUBSCRIBE, PINGREQ and every QoS 1 PUBLISH (PUBACK), so the
+# outbox drains as online, and commands (cmd/ticket, cmd/show) reach the board as real PUBLISH packets
 # through the client's read loop, the runtime's decode/validate and the role.
 # Key presses call the role's on_key (what a debounced Button calls); the
 # button tasks poll their idle pins meanwhile. Water readings call the role's
@@ -20,11 +21,18 @@
 #           with the device online and idle;
 #   iter    the largest growth within one iteration of the steady loop: each
 #           iteration starts with gc.collect() and is sampled, without
-#           collecting, after each step (garbage included, and the fake
-#           broker's few bytes);
+#           collecting, after each step (garbage included); what the fake
+#           broker allocates meanwhile (the controller's message, packets,
+#           its buffers: Link tells the Meter) is left out, as it is not on
+#           a board (no collection runs within an iteration, so the
+#           subtraction is exact);
 #   peak    the most heap in use at any sample point of the loop, from the
 #           same base as boot (what must fit, before WiFi and TLS take
-#           their share); at least boot + iter;
+#           their share); at least boot + iter. Sampled in the iterations
+#           that start right after full_collect() (every EVERY-th): in the
+#           others the heap also holds what JavaScript still pins, which a
+#           board does not have (up to 7 KB more for water, whose loop
+#           awaits most);
 #   growth  heap kept after the loop minus after the warm-up iterations: a
 #           leak shows here (a few hundred bytes of noise come from objects
 #           JavaScript has not let go of yet);
@@ -90,22 +98,40 @@ class Thermometer:
 
 
 class Storage:
-    def __init__(self):
-        self.files = {}
+    """Files in the interpreter's file system (outside MicroPython's heap), as a
+    board keeps them on flash: a dict of texts would count the flash as RAM
+    (the water board's spool alone has 19 chunk files)."""
+
+    def __init__(self, role):
+        import os
+
+        self.dir = "/flash-" + role + "/"
+        try:
+            os.mkdir(self.dir[:-1])
+        except OSError:  # exists
+            pass
 
     def read(self, name):
-        return self.files.get(name)
+        try:
+            with open(self.dir + name) as f:
+                return f.read()
+        except OSError:
+            return None
 
     def write(self, name, text):
-        self.files[name] = text
+        with open(self.dir + name, "w") as f:
+            f.write(text)
 
 
 class Link:
     """Both ends of an in-memory connection: the client's reader and writer,
-    and the broker behind them (answers what it is sent)."""
+    and the broker behind them (answers what it is sent). What the broker side
+    allocates (its parsing, its answers, its buffers) is told to the meter:
+    it is not the board's heap."""
 
-    def __init__(self, mqtt):
+    def __init__(self, mqtt, meter):
         self.mq = mqtt
+        self.meter = meter
         self.rx = bytearray()  # client -> broker, not yet parsed
         self.tx = bytearray()  # broker -> client, not yet read
         self.ev = asyncio.Event()
@@ -113,10 +139,16 @@ class Link:
         self.published = 0
         self.pid = 0
 
+    def _broker(self, since):
+        if self.meter is not None:
+            self.meter.broker += gc.mem_alloc() - since
+
     # writer
     def write(self, data):
-        self.rx.extend(data)
+        a = gc.mem_alloc()
+        self.rx.extend(data)  # on a board the bytes go to the network stack, outside the heap
         self._serve()
+        self._broker(a)
 
     async def drain(self):
         pass
@@ -135,8 +167,10 @@ class Link:
                 raise EOFError
             self.ev.clear()
             await self.ev.wait()
-        data = bytes(self.tx[:n])
+        data = bytes(self.tx[:n])  # the board's: a stream read allocates it on a board too
+        a = gc.mem_alloc()
         self.tx = self.tx[n:]
+        self._broker(a)
         return data
 
     # broker
@@ -144,10 +178,13 @@ class Link:
         self.tx.extend(data)
         self.ev.set()
 
-    def publish(self, topic, payload):
-        """A QoS 1 PUBLISH from the broker to the board."""
+    def publish(self, topic, payload, since=None):
+        """A QoS 1 PUBLISH from the broker to the board; what was allocated since
+        `since` (a gc.mem_alloc(): the payload's making) counts as the broker's too."""
+        a = gc.mem_alloc() if since is None else since
         self.pid = self.pid % 65535 + 1
         self.send(self.mq.publish_packet(topic, payload, 1, False, False, self.pid))
+        self._broker(a)
 
     def _serve(self):
         mq = self.mq
@@ -179,12 +216,12 @@ class Link:
 
 
 class Board:
-    def __init__(self, settings, role):
+    def __init__(self, settings, role, storage):
         from firmware.core import mqtt
 
         self.mq = mqtt
         self.settings = settings
-        self.storage = Storage()
+        self.storage = storage
         self.pins = {}
         self.link = None
         self.role = role
@@ -194,6 +231,7 @@ class Board:
         self._battery = None
         self._siren = None
         self.echo_us = 10000
+        self.meter = None  # set once the steady loop is measured
 
     def pin(self, name):
         if name not in self.pins:
@@ -261,7 +299,7 @@ class Board:
         return TS
 
     async def open_connection(self, host, port):
-        self.link = Link(self.mq)
+        self.link = Link(self.mq, self.meter)
         return self.link, self.link
 
     async def connect_network(self):
@@ -301,7 +339,7 @@ SETTINGS = {
     },
 }
 ITERATIONS = {"kiosk": 200, "counter": 500, "display": 500, "water": 300}
-EVERY = 25  # a full collection every EVERY iterations
+EVERY = 5  # a full collection every EVERY iterations; the peak is sampled in those
 COUNTER_KEYS = ("next", "recall", "rate4", "next", "skip", "done", "rate3", "pause", "pause")
 
 
@@ -310,15 +348,22 @@ class Meter:
         self.peak = 0
         self.iter_peak = 0
         self.start = 0
+        self.clean = False
+        self.broker = 0  # bytes the fake broker allocated since begin(): not the board's
 
-    def begin(self):
+    def begin(self, clean):
+        """An iteration starts. clean: right after full_collect(), so the heap holds
+        only what the board holds; else after gc.collect(), which leaves what
+        JavaScript still pins (see full_collect) and would count it as the board's."""
         gc.collect()
         self.start = gc.mem_alloc()
+        self.clean = clean
+        self.broker = 0
         self.sample()
 
     def sample(self):
-        a = gc.mem_alloc()
-        if a > self.peak:
+        a = gc.mem_alloc() - self.broker
+        if self.clean and a > self.peak:
             self.peak = a
         if a - self.start > self.iter_peak:
             self.iter_peak = a - self.start
@@ -366,24 +411,77 @@ async def settle(device, m, done=None):
     raise AssertionError("did not settle: pending " + str(device.mqtt.pending()))
 
 
-def loaded_modules():
-    """The firmware and protocol modules imported so far."""
+def ours(name):
+    return name.startswith("firmware") or name.startswith("protocol")
+
+
+class ImportOrder:
+    """Records the firmware and protocol modules in the order their import
+    finished (a module after the modules it imports), through builtins.__import__.
+    A module is new in the innermost import call that loaded it, and complete
+    when that call returns."""
+
+    def __init__(self):
+        import builtins
+        import sys
+
+        self.builtins = builtins
+        self.orig = builtins.__import__
+        self.order = []
+        self.sys = sys
+        builtins.__import__ = self.hook
+
+    def hook(self, name, globals=None, locals=None, fromlist=(), level=0):
+        # Few frames (no comprehensions, no calls): this port's Python stack is small.
+        modules = self.sys.modules
+        before = set(modules)
+        mod = self.orig(name, globals, locals, fromlist, level)
+        if len(modules) != len(before):
+            new = []
+            for k in modules:
+                if k not in before and k not in self.order and (k[:8] == "firmware" or k[:8] == "protocol"):
+                    new.append(k)
+            while new:  # a package before its modules
+                k = min(new)
+                new.remove(k)
+                self.order.append(k)
+        return mod
+
+    def stop(self):
+        self.builtins.__import__ = self.orig
+
+
+def loaded_modules(order):
+    """The firmware and protocol modules loaded now (not those the runtime
+    dropped after boot): those in `order` first, in that order."""
     import sys
 
-    return sorted(k for k in sys.modules if k.startswith("firmware") or k.startswith("protocol"))
+    kept = [k for k in order if k in sys.modules]
+    return kept + sorted(k for k in sys.modules if ours(k) and k not in order)
 
 
 async def code(names):
-    """Heap kept by importing the modules `names` (a list) and nothing else."""
+    """Heap kept by importing the modules `names` (a list, each after the modules
+    it imports) and nothing else; and what each import added (a package's
+    __init__ counts with its first module)."""
     base = await full_collect()
+    last = base
+    each = []
     for name in names:
         __import__(name)
-    return json.dumps({"code": await full_collect() - base})
+        now = await full_collect()
+        each.append((name, now - last))
+        last = now
+    return json.dumps({"code": last - base, "each": each})
 
 
 async def main(role):
+    storage = Storage(role)
+    storage.write("warm", "")  # the file system's own first-use state, which a board has before main.py
+    storage.read("warm")
     base = await full_collect()
     heap0 = gc.mem_alloc() + gc.mem_free()
+    order = ImportOrder()
     from firmware.core import runtime
 
     settings = {
@@ -394,7 +492,7 @@ async def main(role):
         "broker_port": 1883,
     }
     settings.update(SETTINGS[role])
-    board = Board(settings, role)
+    board = Board(settings, role, storage)
     device = runtime.boot(board)
     r = device.role
     task = asyncio.create_task(device.run())
@@ -404,24 +502,28 @@ async def main(role):
             break
     if not device.online():
         raise AssertionError("never online: " + str(device.mqtt.last_error))
+    order.stop()  # modules imported later (lazily, in the loop) are listed after, sorted
     cmd = "sigap/v1/dev/" + device.id + "/cmd/"
     boot_bytes = await full_collect() - base
     m = Meter()
+    board.meter = board.link.meter = m
     n = ITERATIONS[role]
     warm = 10
     after_warm = 0
     display = board.text_display("main")
     for i in range(n):
+        clean = i == warm or i % EVERY == 0
         if i == warm:
             after_warm = await full_collect()
-        elif i % EVERY == 0:
+        elif clean:
             await full_collect()  # lets JavaScript release its proxies (see full_collect)
-        m.begin()
+        m.begin(clean)
         if role == "kiosk":
             printer = board.printer()
             before = printer.tickets
             seq = r.on_key("ABCD"[i % 4]) or device.seq
             m.sample()
+            since = gc.mem_alloc()
             answer = {
                 "re": seq,
                 "ticket": f"{'ABCD'[i % 4]}{i % 1000:03d}",
@@ -432,7 +534,7 @@ async def main(role):
                 "at": AT,
                 "url": f"https://sigap.example.id/t/{i * 2654435761 & 0xFFFFFFFF:08x}",
             }
-            board.link.publish(cmd + "ticket", json.dumps(answer))
+            board.link.publish(cmd + "ticket", json.dumps(answer), since)
             answer = None
             m.sample()
             await settle(device, m, lambda p=printer, b=before: p.tickets > b)
@@ -442,15 +544,17 @@ async def main(role):
             r.on_key(COUNTER_KEYS[i % len(COUNTER_KEYS)])
             m.sample()
             shown = display.shown
+            since = gc.mem_alloc()
             board.link.publish(
-                cmd + "show", f'{{"lines":["A{i % 1000:03d}","Menunggu: {i % 30}"],"chime":false}}'
+                cmd + "show", f'{{"lines":["A{i % 1000:03d}","Menunggu: {i % 30}"],"chime":false}}', since
             )
             m.sample()
             await settle(device, m, lambda s=shown: display.shown > s)
         elif role == "display":
             shown = display.shown
+            since = gc.mem_alloc()
             lines = f'"A{i % 1000:03d} LOKET {1 + i % 8}","B{i // 2 % 1000:03d} LOKET 2","C{i // 3 % 1000:03d} LOKET 5"'
-            board.link.publish(cmd + "show", '{"lines":[' + lines + '],"chime":true}')
+            board.link.publish(cmd + "show", '{"lines":[' + lines + '],"chime":true}', since)
             m.sample()
             await settle(device, m, lambda s=shown: display.shown > s)
             await asyncio.sleep_ms(1)  # a few blink / scroll frames
@@ -472,6 +576,6 @@ async def main(role):
         "n": n - warm,
         "added": added,
         "published": board.link.published,
-        "modules": loaded_modules(),
+        "modules": loaded_modules(order.order),
     }
     return json.dumps(out)

@@ -156,6 +156,24 @@ def test_good_copy_is_saved_only_when_it_changed():
     check(board.storage.read(config.SETTINGS_GOOD) == first + " ", "no rewrite of equal settings")
 
 
+def test_boot_only_code_is_dropped_after_boot_and_after_saving_the_good_copy():
+    import sys
+
+    import firmware.core
+
+    device = runtime.boot(RecordingBoard(dict(GOOD, keepalive_s="x")))
+    for name in (runtime.SETTINGS, runtime.STARTUP):
+        check(name not in sys.modules, name + " forgotten after boot")
+    check(not hasattr(firmware.core, "settings") and not hasattr(firmware.core, "startup"), "by its package too")
+    check(device.role is not None and device.mqtt is not None and device.boot > 0, "the boot was done")
+    check(device.birth()["cfg_err"] == ["type:keepalive_s"], device.birth())
+    device._save_good_settings()
+    check(config.same_settings(device.board.storage.read(config.SETTINGS_GOOD), device.settings), "saved")
+    check(runtime.SETTINGS not in sys.modules, "forgotten again after the save")
+    runtime.boot(RecordingBoard({"role": "counter"}))
+    check(runtime.SETTINGS in sys.modules, "an unconfigured board keeps it: it validates again and again")
+
+
 # --- birth and reset reason ---------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-# The water board's unsent readings on flash (firmware.core.flashqueue.Spool
+# The water board's unsent readings on flash (firmware.core.spool.Spool
 # and firmware.roles.water), under real MicroPython: order, reboots, a full
 # spool (the oldest kept), a full flash (ENOSPC), and delivery in order with
 # the original (boot, seq) once the link is up. The link is faked: Device.send
@@ -9,7 +9,7 @@ from test_firmware_mpy import Storage
 from test_roles_mpy import Battery, PartsBoard, Ranger, Siren, Thermometer
 
 from firmware.core import runtime
-from firmware.core.flashqueue import Spool
+from firmware.core.spool import Spool
 from firmware.roles.water import WaterRole
 
 

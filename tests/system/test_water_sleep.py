@@ -17,7 +17,7 @@ import pytest
 
 from controller.config import parse_config
 from controller.service import utcnow
-from firmware.core.flashqueue import Spool
+from firmware.core.spool import Spool
 from firmware.roles.water import SPOOL_FILE
 from protocol import wire
 from simulator.board import VirtualBoard, wait_until

@@ -1,4 +1,4 @@
-"""The water board's flash spool (firmware.core.flashqueue.Spool) against a
+"""The water board's flash spool (firmware.core.spool.Spool) against a
 plain list, through random appends, pops, reboots and full-flash spells; and
 the controller's offline rule not counting the time it could not hear.
 
@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from firmware.core.flashqueue import Spool
+from firmware.core.spool import Spool
 from simulator.board import VirtualStorage
 from tests.unit.test_water import River
 

@@ -104,10 +104,14 @@ class EscPos:
         self.uart = uart
         self.width = width
         self.cmd = bytearray(9)  # every fixed-length command is built in here
+        # Views of its first n bytes, made once: a slice per command would
+        # allocate two objects each time (a ticket sends ~25 commands).
+        mv = memoryview(self.cmd)
+        self._views = tuple(mv[:n] for n in range(10))
         self.tickets = 0
 
     def _send(self, n):
-        self.uart.write(memoryview(self.cmd)[:n])
+        self.uart.write(self._views[n])
 
     def _c2(self, a, b):
         self.cmd[0] = a
