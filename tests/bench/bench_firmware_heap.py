@@ -31,9 +31,13 @@ def main() -> None:
     if proc.returncode:
         print(f"  heap.mjs failed (exit status {proc.returncode})")
     print(f"  goal: under {GOAL_KB} KB per role (an ESP32 without PSRAM has ~110 KB of MicroPython heap).")
-    print("  '1 iter' is what one pass of the steady loop allocates; 'peak - code' is the heap the role")
-    print("  needs with its modules frozen into the image (firmware/tools/frozen_manifest.py): bytecode")
-    print("  and constants then stay in flash; 'peak' is the heap with the .mpy files loaded into RAM.")
+    print("  'peak' is the heap with the .mpy files loaded into RAM (how `sigap deploy` installs them);")
+    print("  '1 iter' is what one pass of the steady loop allocates; 'code' is what importing the role's")
+    print("  modules keeps, so 'peak - code' is the role's running state alone. '.mpy' is the size of")
+    print("  those files: bytecode, names and constants, which a frozen image (firmware/tools/")
+    print("  frozen_manifest.py) or a ROMFS partition reads in place from flash; 'peak - .mpy' estimates")
+    print("  the heap then (the functions, dicts and module state stay in RAM). Not measured: this")
+    print("  WebAssembly port can neither freeze modules nor mount a ROMFS.")
 
 if __name__ == "__main__":
     main()

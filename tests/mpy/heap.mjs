@@ -114,6 +114,7 @@ async function runRole(role, build) {
     `  ${role.padEnd(8)} ${kb(r.boot).padStart(12)} ${kb(r.peak).padStart(7)} ${kb(r.iter).padStart(9)}` +
       ` ${kb(r.growth).padStart(16)} over ${String(r.n).padStart(3)}` +
       ` ${kb(c.code).padStart(7)} ${kb(r.peak - c.code).padStart(11)}` +
+      ` ${kb(c.mpy).padStart(6)} ${(c.mpy ? kb(r.peak - c.mpy) : "-").padStart(11)}` +
       `   (${r.modules.length} modules; ${r.published} publishes acked` +
       `${r.added > 0 ? `; the port grew its heap by ${kb(r.added).trim()} KB` : ""})`,
   );
@@ -132,7 +133,7 @@ async function parent(roles) {
       "; KB = 1024 bytes",
   );
   console.log(
-    "  role      import+boot    peak  (1 iter)  retained growth over N    code  peak - code   (KB)",
+    "  role      import+boot    peak  (1 iter)  retained growth over N    code  peak - code   .mpy  peak - .mpy   (KB)",
   );
   let ok = true;
   try {
