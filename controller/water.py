@@ -518,7 +518,6 @@ class WaterService:
             self.flush_states()
         except Exception:
             log.exception("could not write the waiting sensor states; retried at the next check")
-            self.metrics.reject("db_error")
         for sensor_id, sensor in self.sensors.items():
             res = sensor.check(t, self.listening_since)
             if not res.changed and not res.events:
