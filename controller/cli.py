@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     dp.add_argument("--port", help="serial port or socket://host:port")
     dp.add_argument("--secrets", help="secrets TOML (WiFi, broker credentials); never committed")
     dp.add_argument("--dry-run", action="store_true", help="list what would be copied")
+    dp.add_argument("--romfs", action="store_true",
+                    help="put the compiled modules into the board's ROMFS partition (MicroPython 1.25+), "
+                    "read in place from flash: less heap (firmware/README.md)")
 
     pv = sub.add_parser(
         "provision",

@@ -14,6 +14,17 @@ Runs on the engineer's PC (CPython), never on a board. Steps:
 The board is reached with the `mpremote` command line, so `--port` may be a
 serial device or anything pyserial opens, such as `socket://127.0.0.1:N`.
 
+With `--romfs` the compiled modules go into one ROMFS image instead
+(`build/deploy/<device>/sigap.romfs`, built offline by mpremote's image
+writer) that mpremote writes to the board's ROMFS partition 0; MicroPython
+1.25+ mounts it at `/rom` (on `sys.path`) and imports the bytecode, names and
+constants in place from flash instead of copying them into the heap (see
+firmware/README.md, RAM). Only `/main.py` and `/settings.json` stay on the
+filesystem; module copies an earlier deploy left under `/lib` are removed, so
+none can shadow the image. The manifest keeps the image's hash under `/rom`:
+an unchanged image is not written again, and a later deploy without
+`--romfs` writes an empty image over it.
+
 A virtual board (simulator/repl.py) runs CPython, which cannot load .mpy: it
 says so in the raw REPL (`sys.implementation.name == "sigap-virtual"`, no
 `_mpy`), and for such a board step 1 copies the `.py` sources to the same
@@ -46,6 +57,10 @@ SETTINGS_PATH = "/settings.json"
 MAIN_PATH = "/main.py"
 OWNED_DIRS = ("/lib/firmware/", "/lib/protocol/")
 """Board paths a deploy may remove; anything else on the board is never touched."""
+
+ROMFS_KEY = "/rom"
+"""Manifest entry of a `--romfs` deploy: the sha256 of the image in ROMFS partition 0."""
+ROMFS_IMAGE = "sigap.romfs"
 
 SECRET_KEYS = frozenset({"wifi_password", "mqtt_password"})
 MASK = "********"
@@ -159,6 +174,23 @@ def build(build_dir: Path, root: Path = ROOT, mpy_cross: str | None = None,
         data = out.read_bytes()
         files.append(BoardFile(remote, out, rel, len(data), hashlib.sha256(data).hexdigest()))
     return files
+
+
+def build_romfs(mpremote: str, src_dir: Path, image: Path) -> bytes:
+    """The files under `src_dir` as one ROMFS image written to `image` (mpremote's own
+    image writer, offline: no board); returns the image."""
+    from controller.errors import UserError
+
+    src_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [mpremote, "romfs", "--no-mpy", "-o", str(image), "build", str(src_dir)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        raise UserError("mpremote took more than 60 s to build the ROMFS image") from None
+    if res.returncode != 0 or not image.is_file():
+        lines = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()
+        raise UserError(f"could not build the ROMFS image: {lines[-1].removeprefix('mpremote: ')}")
+    return image.read_bytes()
 
 
 # ---------------------------------------------------------------- settings
@@ -440,7 +472,17 @@ def deploy_main(args: argparse.Namespace) -> int:
     build_dir = Path(getattr(args, "build_dir", None) or ROOT / "build" / "deploy" / dev.id)
     files = build(build_dir)
     settings_bytes = encode_settings(settings)
-    new_manifest = _manifest(build_dir, files, settings_bytes)
+    romfs = bool(getattr(args, "romfs", False))
+    mpremote = find_tool("mpremote")
+    image = b""
+    rom_files: list[BoardFile] = []
+    if romfs:
+        if mpremote is None:
+            raise UserError("mpremote not found: install the dev tools (make setup)")
+        image = build_romfs(mpremote, build_dir / "lib", build_dir / ROMFS_IMAGE)
+        rom_files = [f for f in files if f.remote != MAIN_PATH]
+        files = [f for f in files if f.remote == MAIN_PATH]
+    new_manifest = _manifest(build_dir, files, settings_bytes, image if romfs else None)
 
     print(f"device {dev.id}: role {dev.role}, site {dev.site}")
     print(
@@ -452,20 +494,27 @@ def deploy_main(args: argparse.Namespace) -> int:
         print(f"warning: {w}")
 
     if dry_run:
+        if romfs:
+            print(_romfs_line(build_dir, image, rom_files))
+            for f in rom_files:
+                print(f"  ROM   {ROMFS_KEY}{f.remote.removeprefix('/lib')}  ({_kb(f.size)}, from {f.source})")
         for f in files:
             print(_copy_line(f))
         _print_settings(settings, len(settings_bytes))
-        total = sum(f.size for f in files) + len(settings_bytes)
-        print(
-            f"{_count(len(files) + 1, 'file')}, {_kb(total)} ({total} bytes); dry run: nothing copied"
-        )
+        total = sum(f.size for f in files) + len(settings_bytes) + len(image)
+        what = _count(len(files) + 1, "file") + (" and a ROMFS image" if romfs else "")
+        print(f"{what}, {_kb(total)} ({total} bytes); dry run: nothing copied")
         return 0
 
     port = str(port)  # given: checked before the build
-    mpremote = find_tool("mpremote")
     if mpremote is None:
         raise UserError("mpremote not found: install the dev tools (make setup)")
     board_mpy, impl, old_manifest = read_board(mpremote, port)
+    if impl == VIRTUAL_IMPL and romfs:
+        raise UserError(
+            f"the board on {port} is a virtual board ({impl}): it has no ROMFS partition; "
+            "deploy it without --romfs"
+        )
     if impl == VIRTUAL_IMPL:
         # CPython underneath: it cannot load .mpy. The compiled build above still
         # proved that every module compiles for a real board.
@@ -482,6 +531,21 @@ def deploy_main(args: argparse.Namespace) -> int:
         print(f"board: {_count(len(old_manifest), 'file')} from the last deploy")
     else:
         print("board: no manifest from an earlier deploy, copying everything")
+    unchanged = len(new_manifest) - len(copy)
+    rom_written = ROMFS_KEY in copy
+    if rom_written:
+        # First, so that a deploy cut short after it leaves the old manifest, which
+        # does not match: the next deploy writes the image again.
+        print(_romfs_line(build_dir, image, rom_files))
+        write_romfs(mpremote, port, build_dir / ROMFS_IMAGE)
+        copy.remove(ROMFS_KEY)
+    elif ROMFS_KEY in old_manifest and not romfs:
+        # The modules now come from /lib: an image left in the partition (mounted at
+        # /rom, on sys.path) must not shadow them.
+        empty = build_dir / "empty.romfs"
+        build_romfs(mpremote, build_dir / "empty", empty)
+        print(f"CLEAR {ROMFS_KEY}  (an empty ROMFS image over the last deploy's)")
+        write_romfs(mpremote, port, empty)
     by_remote = {f.remote: f for f in files}
     with tempfile.TemporaryDirectory(prefix="sigap-deploy-") as tmp:
         settings_file = Path(tmp) / "settings.json"
@@ -506,18 +570,44 @@ def deploy_main(args: argparse.Namespace) -> int:
             print(f"REMOVE {remote}")
         cmd = upload_command(mpremote, port, copies, remove, manifest_file)
         _run_mpremote(cmd, port, timeout=120 + copied / 1000)
-    unchanged = len(new_manifest) - len(copy)
     print(
-        f"{_count(len(copy), 'file')} copied ({_kb(copied)}), {len(remove)} removed, "
+        ("ROMFS image written; " if rom_written else "")
+        + f"{_count(len(copy), 'file')} copied ({_kb(copied)}), {len(remove)} removed, "
         f"{unchanged} unchanged; board reset"
     )
     return 0
 
 
-def _manifest(build_dir: Path, files: Sequence[BoardFile], settings_bytes: bytes) -> dict[str, str]:
-    """Board path -> sha256 of everything a deploy puts on the board (also kept in build_dir)."""
+def write_romfs(mpremote: str, port: str, image: Path) -> None:
+    """Write a ROMFS image to the board's ROMFS partition 0 (mpremote `romfs deploy`)."""
+    from controller.errors import UserError
+
+    size = image.stat().st_size
+    try:
+        _run_mpremote([mpremote, "connect", port, "romfs", "deploy", str(image)], port,
+                      timeout=120 + size / 500)
+    except UserError as e:
+        raise UserError(
+            f"{e}; --romfs needs MicroPython 1.25+ with a ROMFS partition of at least "
+            f"{_kb(size)} (a partition table with a `romfs` partition), or deploy without --romfs"
+        ) from None
+
+
+def _romfs_line(build_dir: Path, image: bytes, rom_files: Sequence[BoardFile]) -> str:
+    return (
+        f"WRITE {ROMFS_KEY}  (ROMFS image {build_dir / ROMFS_IMAGE}: {_kb(len(image))}, "
+        f"{_count(len(rom_files), 'module')}, to ROMFS partition 0)"
+    )
+
+
+def _manifest(build_dir: Path, files: Sequence[BoardFile], settings_bytes: bytes,
+              image: bytes | None = None) -> dict[str, str]:
+    """Board path -> sha256 of everything a deploy puts on the board (also kept in build_dir);
+    with a ROMFS image, its hash under ROMFS_KEY."""
     manifest = {f.remote: f.sha256 for f in files}
     manifest[SETTINGS_PATH] = hashlib.sha256(settings_bytes).hexdigest()
+    if image is not None:
+        manifest[ROMFS_KEY] = hashlib.sha256(image).hexdigest()
     (build_dir / ".sigap-manifest.json").write_text(json.dumps(manifest, sort_keys=True))
     return manifest
 

@@ -16,6 +16,7 @@ from controller.cli import UserError
 from controller.config import DEMO_CONFIG
 from firmware.tools.deploy import (
     MANIFEST_PATH,
+    ROMFS_IMAGE,
     board_sources,
     build,
     deploy_main,
@@ -283,3 +284,98 @@ def test_a_virtual_board_gets_the_sources_at_the_same_places(tmp_path: Path) -> 
     for f in sources:
         assert f.local.read_bytes() == (REPO / f.source).read_bytes()
     assert {f.remote for f in sources} >= {"/main.py", "/lib/firmware/core/runtime.py"}
+
+
+# ---------------------------------------------------------------- --romfs
+
+
+def test_romfs_dry_run_builds_one_image_of_every_module_and_keeps_only_main_and_settings_as_files(
+    tmp_path: Path, secrets_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert deploy_main(_args(tmp_path, "kiosk-01", secrets=str(secrets_file), romfs=True)) == 0
+    out = capsys.readouterr().out
+    image = (tmp_path / "build" / ROMFS_IMAGE).read_bytes()
+    assert image.startswith(b"\xd2\xcd\x31")  # a ROMFS image (what VfsRom mounts)
+    modules = [f for f in build(tmp_path / "plain") if f.remote != "/main.py"]
+    assert len(modules) > 30
+    for f in modules:  # every compiled module is in it, byte for byte, under its own name
+        assert f.local.read_bytes() in image, f.remote
+        assert f.remote.rsplit("/", 1)[1].encode() in image
+        assert f"  ROM   /rom{f.remote.removeprefix('/lib')}  " in out
+    assert f"WRITE /rom  (ROMFS image {tmp_path / 'build' / ROMFS_IMAGE}" in out
+    assert "COPY  /main.py" in out and "COPY  /lib/" not in out
+    assert "WRITE /settings.json" in out and KIOSK_PASSWORD not in out
+    manifest = json.loads((tmp_path / "build" / ".sigap-manifest.json").read_text())
+    assert sorted(manifest) == ["/main.py", "/rom", "/settings.json"]
+
+
+class _FakeBoard:
+    """What deploy_main asks of mpremote, answered without a board (the ROMFS write
+    needs MicroPython 1.25+ with a ROMFS partition, which no test here has)."""
+
+    def __init__(self, manifest: dict[str, str]):
+        self.manifest = manifest
+        self.images: list[bytes] = []
+        self.commands: list[list[str]] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import firmware.tools.deploy as deploy
+
+        monkeypatch.setattr(deploy, "read_board", lambda mpremote, port: (6, "micropython", self.manifest))
+        monkeypatch.setattr(deploy, "write_romfs", lambda mpremote, port, image: self.images.append(image.read_bytes()))
+        monkeypatch.setattr(deploy, "_run_mpremote", lambda cmd, port, timeout: self.commands.append(cmd) or "")
+
+
+def _uploaded(cmd: list[str]) -> tuple[list[str], str]:
+    """(board paths copied, the prep code that removes) of an upload command."""
+    copied = [cmd[i + 3][1:] for i, a in enumerate(cmd) if a == "cp" and cmd[i + 3] != ":" + MANIFEST_PATH]
+    return copied, cmd[cmd.index("exec") + 1]
+
+
+def test_romfs_deploy_writes_the_image_then_removes_the_module_files_of_a_file_deploy(
+    tmp_path: Path, secrets_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = {"/main.py": "x", "/settings.json": "y", "/lib/firmware/core/mqtt.mpy": "z", "/lib/protocol/wire.mpy": "w"}
+    board = _FakeBoard(old)
+    board.install(monkeypatch)
+    args = _args(tmp_path, "kiosk-01", secrets=str(secrets_file), romfs=True, dry_run=False, port="socket://b:1")
+    assert deploy_main(args) == 0
+    assert board.images == [(tmp_path / "build" / ROMFS_IMAGE).read_bytes()]
+    (upload,) = board.commands
+    copied, prep = _uploaded(upload)
+    assert sorted(copied) == ["/main.py", "/settings.json"]
+    assert "'/lib/firmware/core/mqtt.mpy'" in prep and "'/lib/protocol/wire.mpy'" in prep
+    # The same deploy again: the board's manifest has the image's hash, nothing is written.
+    board.manifest = json.loads((tmp_path / "build" / ".sigap-manifest.json").read_text())
+    board.images.clear()
+    board.commands.clear()
+    assert deploy_main(args) == 0
+    assert board.images == []
+    assert _uploaded(board.commands[0])[0] == []
+
+
+def test_a_file_deploy_after_a_romfs_one_empties_the_partition_first(
+    tmp_path: Path, secrets_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    board = _FakeBoard({"/main.py": "x", "/settings.json": "y", "/rom": "an image"})
+    board.install(monkeypatch)
+    args = _args(tmp_path, "kiosk-01", secrets=str(secrets_file), dry_run=False, port="socket://b:1")
+    assert deploy_main(args) == 0
+    (empty,) = board.images
+    assert empty.startswith(b"\xd2\xcd\x31") and len(empty) < 16  # an image with no file: nothing shadows /lib
+    copied, _ = _uploaded(board.commands[0])
+    assert "/lib/firmware/core/mqtt.mpy" in copied
+
+
+def test_romfs_is_refused_for_a_virtual_board(
+    tmp_path: Path, secrets_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    board = _FakeBoard({})
+    board.install(monkeypatch)
+    import firmware.tools.deploy as deploy
+
+    monkeypatch.setattr(deploy, "read_board", lambda mpremote, port: (None, deploy.VIRTUAL_IMPL, {}))
+    args = _args(tmp_path, "kiosk-01", secrets=str(secrets_file), romfs=True, dry_run=False, port="socket://b:1")
+    with pytest.raises(UserError, match="no ROMFS partition; deploy it without --romfs"):
+        deploy_main(args)
+    assert board.images == [] and board.commands == []
