@@ -9,7 +9,9 @@
   once and kept in the database (so tokens survive a restart).
 * Web sessions (``POST /api/login``): the same signed token, kept in an HttpOnly
   cookie; state-changing requests carrying it also need ``csrf_token(session)``
-  (an HMAC of the session under the same secret) in a header.
+  (an HMAC of the session under the same secret) in a header. Logout revokes
+  the token (its ``jti`` is kept in the database until its expiry), so a copy
+  of the cookie stops working too.
 * Roles: ``viewer`` < ``operator`` < ``admin``; a role may do what lower ones may.
 * Failed logins are limited per client (``max_failures`` per ``window_s``).
 """
@@ -145,6 +147,18 @@ class Auth:
         """True when `value` is the anti-CSRF value of this session (constant-time compare)."""
         return hmac.compare_digest(self.csrf_token(session).encode(), value.encode())
 
+    def revoke(self, token: str) -> bool:
+        """End a valid token before its expiry (web logout): verify() refuses it from now on,
+        whoever holds a copy. False when the token was not valid anyway."""
+        if self.verify(token) is None:
+            return False
+        data = json.loads(_unb64(token.partition(".")[0]))
+        jti = data.get("jti")
+        if not isinstance(jti, str):
+            return False
+        self.store.revoke_token(jti, int(data["exp"]), int(self.now()))
+        return True
+
     def verify(self, token: str) -> User | None:
         """The user of a valid, unexpired token, else None."""
         payload, _, sig = token.partition(".")
@@ -158,6 +172,9 @@ class Auth:
             return None
         if not isinstance(exp, int) or exp < self.now() or role not in ROLES:
             return None
+        jti = data.get("jti")
+        if isinstance(jti, str) and self.store.token_revoked(jti):
+            return None  # logged out
         # A deleted user's tokens stop working; a changed role applies at once.
         row = self.store.user(name)
         if row is None:

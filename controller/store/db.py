@@ -41,6 +41,7 @@ from controller.store.tables import (
     metadata,
     readings,
     readings_5min,
+    revoked_tokens,
     secrets,
     sensor_state,
     tickets,
@@ -580,6 +581,18 @@ class Store:
         with self.engine.connect() as conn:
             r = conn.execute(sa.select(users).where(users.c.username == username)).mappings().first()
         return dict(r) if r else None
+
+    def revoke_token(self, jti: str, exp: int, now: int) -> None:
+        """Remember a token ended before its expiry; forget those past theirs."""
+        with self.transaction() as conn:
+            conn.execute(sa.delete(revoked_tokens).where(revoked_tokens.c.exp < now))
+            if conn.execute(sa.select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == jti)).first() is None:
+                conn.execute(revoked_tokens.insert().values(jti=jti, exp=exp))
+
+    def token_revoked(self, jti: str) -> bool:
+        """True when a token with this `jti` was revoked."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == jti)).first() is not None
 
     def count_users(self) -> int:
         """How many users exist."""

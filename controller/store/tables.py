@@ -182,6 +182,15 @@ secrets = sa.Table(
     sa.Column("value", sa.String(256), nullable=False),
 )
 
+# Sessions and API tokens ended before their expiry (web logout): their `jti`
+# claim, and their expiry, after which the row can go.
+revoked_tokens = sa.Table(
+    "revoked_tokens",
+    metadata,
+    sa.Column("jti", sa.String(64), primary_key=True),
+    sa.Column("exp", sa.Integer, nullable=False),
+)
+
 # Outgoing webhooks: a durable outbox written in the same transaction as the
 # alert change, delivered (and retried) by a background task.
 webhook_outbox = sa.Table(

@@ -117,6 +117,18 @@ async def test_logout_clears_the_cookie(hall, http):
     assert (await http.get("/api/me")).status_code == 401
 
 
+async def test_a_copy_of_the_cookie_stops_working_at_logout(hall, http):
+    await login(http, VIEWER)
+    stolen = http.cookies[SESSION_COOKIE]
+    async with httpx.AsyncClient(base_url=hall.base_url, timeout=5, cookies={SESSION_COOKIE: stolen}) as other:
+        assert (await other.get("/api/me")).status_code == 200
+        assert (await http.post("/api/logout")).status_code == 204
+        assert (await other.get("/api/me")).status_code == 401
+        assert (await other.get("/api/devices")).status_code == 401
+    await login(http, VIEWER)  # a new login is a new session
+    assert (await http.get("/api/me")).status_code == 200
+
+
 async def test_bad_password_is_401_without_a_cookie(hall, http):
     r = await http.post("/api/login", data={"username": OPERATOR[0], "password": "salah"})
     assert r.status_code == 401

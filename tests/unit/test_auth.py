@@ -69,3 +69,19 @@ def test_failed_logins_are_limited_per_client(store, monkeypatch):
 def test_roles_are_ordered():
     assert role_allows("admin", "operator") and role_allows("operator", "operator")
     assert not role_allows("viewer", "operator") and not role_allows("nobody", "viewer")
+
+
+def test_a_revoked_token_is_refused_and_forgotten_after_its_expiry(store, monkeypatch):
+    monkeypatch.setenv("SIGAP_ADMIN_PASSWORD", "pw-123456")
+    now = [1_800_000_000.0]
+    auth = Auth(store, now=lambda: now[0])
+    first, second = auth.token(User("admin", "admin"), ttl_s=60), auth.token(User("admin", "admin"), ttl_s=600)
+    assert auth.revoke(first)
+    assert auth.verify(first) is None  # logged out, whoever holds a copy
+    assert auth.verify(second) == User("admin", "admin")  # the user's other sessions go on
+    assert Auth(store, now=lambda: now[0]).verify(first) is None  # kept across a restart
+    assert not auth.revoke("forged.token")
+    now[0] += 120  # past the first token's expiry: its row goes at the next revocation
+    assert auth.revoke(second)
+    with store.engine.connect() as conn:
+        assert [r[0] for r in conn.exec_driver_sql("SELECT exp FROM revoked_tokens")] == [1_800_000_600]

@@ -75,12 +75,12 @@ def login(request: Request, response: Response, ctrl: ControllerDep,
 
 
 @router.post("/logout", status_code=204)
-def logout(request: Request, response: Response) -> None:
-    """Clears the session cookie (also when it is already gone or expired).
-
-    The session is a signed token, not a server record: a copy of the cookie
-    taken before logout stays valid until it expires.
-    """
+def logout(request: Request, response: Response, ctrl: ControllerDep) -> None:
+    """Ends the session: its token is revoked (a copy of the cookie stops working too)
+    and the cookie cleared (also when it is already gone or expired)."""
+    session = request.cookies.get(SESSION_COOKIE)
+    if session:
+        ctrl.auth.revoke(session)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
                            secure=request.url.scheme == "https")
 
