@@ -13,7 +13,11 @@
 #                              transfer_pick_ms.
 #   rate1..rate4               the citizen's rating of the ticket just finished
 # The display shows what the controller sends (cmd/show); the controller's
-# next cmd/show replaces any local hint (PAUSE, PINDAH).
+# next cmd/show replaces any local hint (PAUSE, PINDAH). A transfer hint the
+# controller does not answer goes back to its last show by itself: a pick
+# not confirmed within transfer_pick_ms, and a sent transfer with no new show
+# within hint_ms (refused, e.g. no ticket being served: the display then
+# shows again the ticket that stayed).
 import asyncio
 
 from firmware.core import clock
@@ -27,6 +31,7 @@ class CounterRole:
     """Turns key presses into press/rating events and shows what the controller sends."""
 
     transfer_pick_ms = 10000  # a picked transfer target not confirmed by then is dropped
+    hint_ms = 5000  # a sent transfer not answered by a new show by then: the last show again
 
     def __init__(self, device):
         self.device = device
@@ -39,6 +44,7 @@ class CounterRole:
         self.pick = -1  # index into transfer_to, -1: nothing picked
         self.pick_at = clock.ticks_ms()
         self.lines = ["SIGAP", self.name]  # what the controller last sent
+        self.hint = 0  # counts transfer hints and shows: an expiry acts only on the newest hint
         self.buttons = []
         for key in STAFF_KEYS + RATING_KEYS:
             pin = board.pin(key)
@@ -74,7 +80,7 @@ class CounterRole:
             self.pick = -1
         self.pick = (self.pick + 1) % len(self.transfer_to)
         self.pick_at = now
-        self.display.show(["PINDAH " + self.transfer_to[self.pick], "Tahan untuk kirim"])
+        self._hint(["PINDAH " + self.transfer_to[self.pick], "Tahan untuk kirim"], self.transfer_pick_ms)
 
     def on_long(self, key):
         """Long press on transfer: send the picked (or the only) target."""
@@ -89,12 +95,30 @@ class CounterRole:
             self.display.show(self.lines)  # nothing picked: a long press alone is ambiguous
             return
         self.device.emit("press", {"key": "transfer", "to": self.transfer_to[i]})
+        self._hint(["PINDAH " + self.transfer_to[i], "Mengirim..."], self.hint_ms)
+
+    def _hint(self, lines, ms):
+        """Show a transfer hint; without a newer hint or show within ms, the last show again."""
+        self.display.show(lines)
+        self.hint += 1
+        expire = self._expire(self.hint, ms)
+        try:
+            asyncio.create_task(expire)
+        except RuntimeError:  # CPython with no running event loop (a bare unit test): no expiry
+            expire.close()
+
+    async def _expire(self, hint, ms):
+        await clock.sleep_ms(ms)
+        if hint == self.hint:
+            self.pick = -1
+            self.display.show(self.lines)
 
     def on_cmd(self, kind, msg):
         """A command from the controller for this board."""
         if kind == "show":
             self.lines = msg["lines"]
             self.pick = -1
+            self.hint += 1
             self.display.show(self.lines, msg.get("chime", False))
 
     async def run(self):

@@ -225,6 +225,31 @@ def test_counter_pause_toggles_and_transfer_sends_the_picked_service():
     check(isinstance(role, CounterRole), role)
 
 
+async def test_counter_transfer_hints_go_back_to_the_last_show_when_nothing_answers():
+    import asyncio
+
+    board = Board({"device_id": "loket-01", "role": "counter", "prefix": "sigap", "counter": "1",
+                   "transfer_to": ["B", "C"]})
+    role = runtime.boot(board).role
+    role.transfer_pick_ms = role.hint_ms = 40
+    shown = board.displays["main"]
+    role.on_cmd("show", {"lines": ["A007", "Menunggu 3"]})
+    role.on_key("transfer")  # picks B, never confirmed
+    check(shown.lines[0] == "PINDAH B", shown.lines)
+    await asyncio.sleep_ms(80)
+    check(shown.lines == ["A007", "Menunggu 3"] and role.pick == -1, (shown.lines, role.pick))
+    role.on_key("transfer")
+    role.on_long("transfer")  # sent; the controller refuses it: no new show
+    check(shown.lines == ["PINDAH B", "Mengirim..."], shown.lines)
+    await asyncio.sleep_ms(80)
+    check(shown.lines == ["A007", "Menunggu 3"], shown.lines)  # the ticket that stayed
+    role.on_key("transfer")
+    role.on_long("transfer")  # sent and done: the controller's new show stays
+    role.on_cmd("show", {"lines": ["----", "Menunggu 3"]})
+    await asyncio.sleep_ms(80)
+    check(shown.lines == ["----", "Menunggu 3"], shown.lines)
+
+
 # --- water ---------------------------------------------------------------------
 
 WATER = {"device_id": "wl-01", "role": "water", "prefix": "sigap", "mount_mm": 4000, "interval_s": 300,
