@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import struct
@@ -31,20 +32,36 @@ def publish_packet(topic: str, payload: bytes, mid: int) -> bytes:
     return bytes([0x32]) + bytes(varint) + body
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[mqtt.Client, socket.socket, list[mqtt.MQTTMessage]]]:
-    """A paho client whose socket is one end of a socket pair (the other end plays the broker)."""
-    ours, broker = socket.socketpair()
-    ours.setblocking(False)
+def new_client() -> mqtt.Client:
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv311)
     c.manual_ack_set(True)
+    return c
+
+
+@contextlib.contextmanager
+def on_socket_pair(c: mqtt.Client) -> Iterator[socket.socket]:
+    """The client's socket is one end of a new socket pair (as paho's connect leaves it); yields
+    the other end, which plays the broker. Afterwards the client's old socket is back."""
+    ours, broker = socket.socketpair()
+    ours.setblocking(False)
+    old = c._sock  # noqa: SLF001
+    c._sock = ours  # noqa: SLF001
+    try:
+        yield broker
+    finally:
+        c._sock = old  # noqa: SLF001
+        ours.close()
+        broker.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[mqtt.Client, socket.socket, list[mqtt.MQTTMessage]]]:
+    """A paho client on a socket pair, and the messages paho's own path handed to on_message."""
+    c = new_client()
     got: list[mqtt.MQTTMessage] = []
     c.on_message = lambda client, userdata, m: got.append(m)
-    c._sock = ours  # noqa: SLF001 - as paho's connect leaves it
-    yield c, broker, got
-    c._sock = None  # noqa: SLF001
-    ours.close()
-    broker.close()
+    with on_socket_pair(c) as broker:
+        yield c, broker, got
 
 
 def test_paho_internals_are_the_pinned_ones() -> None:
@@ -124,20 +141,13 @@ def test_a_new_socket_starts_with_an_empty_buffer(pair) -> None:
     broker.sendall(publish_packet("t/a", b"1", 1) + publish_packet("t/b", b"2", 2)[:3])
     c.loop_read()
     assert [m.mid for m in got] == [1]
-    ours2, broker2 = socket.socketpair()
-    ours2.setblocking(False)
-    old = c._sock  # noqa: SLF001
-    c._sock = ours2  # noqa: SLF001 - a reconnect
-    c._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,  # noqa: SLF001
-                    "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0}
-    try:
+    with on_socket_pair(c) as broker2:  # a reconnect
+        c._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [],  # noqa: SLF001
+                        "remaining_mult": 1, "remaining_length": 0, "packet": bytearray(b""), "to_process": 0,
+                        "pos": 0}
         broker2.sendall(publish_packet("t/c", b"3", 3))
         c.loop_read()
         assert [m.mid for m in got] == [1, 3]
-    finally:
-        c._sock = old  # noqa: SLF001
-        ours2.close()
-        broker2.close()
 
 
 def test_per_topic_callbacks_still_get_their_messages(pair) -> None:
@@ -322,12 +332,8 @@ def test_whole_publish_packets_bypass_paho_and_the_rest_keep_their_place(pair) -
 def test_publishes_split_at_every_byte_boundary_arrive_whole_and_in_order() -> None:
     data = b"".join(STREAM)
     for cut in range(1, len(data)):
-        ours, broker = socket.socketpair()
-        ours.setblocking(False)
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv311)
-        c.manual_ack_set(True)
-        c._sock = ours  # noqa: SLF001
-        try:
+        c = new_client()
+        with on_socket_pair(c) as broker:
             r = Recorder(c)
             broker.sendall(data[:cut])
             assert c.loop_read() == mqtt.MQTT_ERR_SUCCESS
@@ -336,10 +342,6 @@ def test_publishes_split_at_every_byte_boundary_arrive_whole_and_in_order() -> N
             broker.sendall(data[cut:])
             assert c.loop_read() == mqtt.MQTT_ERR_SUCCESS
             assert r.events == EXPECTED, cut
-        finally:
-            c._sock = None  # noqa: SLF001
-            ours.close()
-            broker.close()
 
 
 def test_a_stream_arriving_one_byte_at_a_time_is_still_read_in_order(pair) -> None:
