@@ -132,6 +132,16 @@ class Link:
             self.came_up.set()
 
 
+async def deliver(role, link):
+    """Bring the link up and run the role's sender until the spool is empty."""
+    sender = asyncio.create_task(role._send_loop())
+    try:
+        link.set(True)
+        await asyncio.wait_for(role._delivered(), 5)
+    finally:
+        sender.cancel()
+
+
 def water_board(storage=None, settings=WATER):
     board = PartsBoard(settings, ranger=Ranger(), thermometer=Thermometer(), battery=Battery(), siren=Siren())
     if storage is not None:
@@ -156,12 +166,7 @@ async def test_water_readings_wait_on_flash_through_a_reboot_and_go_out_in_order
     board2._ranger.script = [(2970, 5)]
     await role.sample()
     link = Link(device)
-    sender = asyncio.create_task(role._send_loop())
-    try:
-        link.set(True)
-        await asyncio.wait_for(role._delivered(), 5)
-    finally:
-        sender.cancel()
+    await deliver(role, link)
     t0 = 1763880000
     want = [(first_boot, 1, t0, 3000), (first_boot, 2, t0 + 300, 2990), (first_boot, 3, t0 + 600, 2980),
             (first_boot + 1, 1, t0 + 900, 2970)]
@@ -194,12 +199,7 @@ async def test_water_board_on_a_full_flash_keeps_measuring_and_sending():
     check(role.interval_ms == 600000, role.interval_ms)
     await role.sample()
     link = Link(device)
-    sender = asyncio.create_task(role._send_loop())
-    try:
-        link.set(True)
-        await asyncio.wait_for(role._delivered(), 5)
-    finally:
-        sender.cancel()
+    await deliver(role, link)
     check([s[1] for s in link.sent] == [1, 2], link.sent)
     check(device.birth()["flash_err"] >= 3, device.birth())
 
