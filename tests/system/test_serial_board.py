@@ -161,6 +161,12 @@ class _Wire:
 
         return await asyncio.wait_for(_wait(), timeout)
 
+    async def enter_raw_repl(self) -> None:
+        """From the friendly REPL's first prompt into the raw REPL (Ctrl-A)."""
+        await self.expect(b">>> ")
+        self.board.feed(b"\r\x01")
+        await self.expect(b"raw REPL; CTRL-B to exit\r\n>")
+
 
 @pytest.mark.timeout(30)
 async def test_raw_repl_and_raw_paste_frame_output_as_pyexec_does() -> None:
@@ -168,9 +174,7 @@ async def test_raw_repl_and_raw_paste_frame_output_as_pyexec_does() -> None:
     wire = _Wire(board)
     board.start()
     try:
-        await wire.expect(b">>> ")
-        board.feed(b"\r\x01")
-        await wire.expect(b"raw REPL; CTRL-B to exit\r\n>")
+        await wire.enter_raw_repl()
         # Raw REPL: OK, output, EOF, error output, EOF, prompt.
         board.feed(b"print('a')\x04")
         assert await wire.expect(b"\x04>") == b"OKa\r\n\x04\x04>"
@@ -245,9 +249,7 @@ async def test_ctrl_c_interrupts_code_running_at_the_raw_repl() -> None:
     wire = _Wire(board)
     board.start()
     try:
-        await wire.expect(b">>> ")
-        board.feed(b"\r\x01")
-        await wire.expect(b"raw REPL; CTRL-B to exit\r\n>")
+        await wire.enter_raw_repl()
         for code in (b"while True:\n    pass\n", b"import time\ntime.sleep(3600)\n"):
             board.feed(code + b"\x04")
             await wire.expect(b"OK")
