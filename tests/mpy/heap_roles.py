@@ -1,6 +1,7 @@
 # Heap used by each role on real MicroPython (not a test file: tests/mpy/heap.mjs
-# runs `await heap_roles.main(role)` in a fresh interpreter per role, with a
-# heap about the size of an ESP32's without PSRAM).
+# on the WebAssembly port and tests/bench/firmware_heap_unix.py on a 32-bit
+# unix build run `await heap_roles.main(role)` in a fresh interpreter per role,
+# with a heap about the size of an ESP32's without PSRAM).
 #
 # The board is fake but the code on it is real: the role, the runtime (Device
 # with its supervisor, LED and watchdog tasks), the MQTT client and the real
@@ -102,10 +103,10 @@ class Storage:
     board keeps them on flash: a dict of texts would count the flash as RAM
     (the water board's spool alone has 19 chunk files)."""
 
-    def __init__(self, role):
+    def __init__(self, role, root="/"):
         import os
 
-        self.dir = "/flash-" + role + "/"
+        self.dir = root + "flash-" + role + "/"
         try:
             os.mkdir(self.dir[:-1])
         except OSError:  # exists
@@ -376,7 +377,8 @@ async def full_collect():
     finalizers have been called back, a few event-loop turns later; and
     garbage made since the last return to JavaScript survives gc.collect().
     node --expose-gc gives js.gc; the collection is repeated until the heap
-    stops shrinking."""
+    stops shrinking. Elsewhere (the unix port) nothing is pinned from outside,
+    so the rounds need no pause for JavaScript."""
     try:
         import js
 
@@ -388,7 +390,7 @@ async def full_collect():
     for _ in range(30):
         if jsgc is not None:
             jsgc()
-        await asyncio.sleep_ms(20)
+        await asyncio.sleep_ms(0 if jsgc is None else 20)
         gc.collect()
         a = gc.mem_alloc()
         if best is not None and a >= best:
@@ -485,12 +487,19 @@ async def code(names):
     return json.dumps({"code": last - base, "each": each, "mpy": mpy})
 
 
-async def main(role):
-    storage = Storage(role)
+async def main(role, flash="/"):
+    """Boot `role` and run its steady loop; the figures as JSON. flash: the
+    directory (ending in "/") under which the board's flash files go."""
+    storage = Storage(role, flash)
     storage.write("warm", "")  # the file system's own first-use state, which a board has before main.py
     storage.read("warm")
     base = await full_collect()
     heap0 = gc.mem_alloc() + gc.mem_free()
+    # asyncio (frozen on every port) loads its parts lazily with a relative
+    # __import__, which resolves against the caller's globals: through the hook
+    # those would be this module's. So load them now (counted in boot).
+    for name in getattr(asyncio, "_attrs", ()):
+        getattr(asyncio, name)
     order = ImportOrder()
     from firmware.core import runtime
 

@@ -8,22 +8,25 @@ from typing import Any
 from firmware.tools.deploy import MAIN_PATH, ROOT, board_sources
 
 MANIFEST = ROOT / "firmware" / "tools" / "frozen_manifest.py"
+MODULES = MANIFEST.parent / "sigap_manifest.py"
 
 
 def _frozen_files() -> set[str]:
-    """Run the manifest as MicroPython's loader would, collecting what it freezes."""
+    """Run the manifest as MicroPython's loader would, collecting what it freezes
+    (paths relative to the manifest file that names them)."""
     frozen: set[str] = set()
     included: list[str] = []
 
     def package(path: str, files: list[str] | None = None, base_path: str = ".", opt: Any = None) -> None:
-        base = (MANIFEST.parent / base_path).resolve()
+        base = (MODULES.parent / base_path).resolve()
         assert files is not None, "list the files: a whole package would freeze firmware/tools too"
         for f in files:
             assert (base / path / f).is_file(), f"{path}/{f} does not exist"
             frozen.add(f"{path}/{f}")
 
-    exec(compile(MANIFEST.read_text(), str(MANIFEST), "exec"), {"include": included.append, "package": package})
-    assert included == ["$(PORT_DIR)/boards/manifest.py"]
+    for manifest in (MANIFEST, MODULES):
+        exec(compile(manifest.read_text(), str(manifest), "exec"), {"include": included.append, "package": package})
+    assert included == ["$(PORT_DIR)/boards/manifest.py", "sigap_manifest.py"]
     return frozen
 
 
