@@ -25,6 +25,12 @@ none can shadow the image. The manifest keeps the image's hash under `/rom`:
 an unchanged image is not written again, and a later deploy without
 `--romfs` writes an empty image over it.
 
+A board whose MicroPython image has Sigap's modules frozen in
+(firmware/tools/frozen_manifest.py; the board says so before the copy) gets
+only `/main.py` and `/settings.json`: frozen modules come first on
+`sys.path`, so copies or an image would never load. Module files or an image
+an earlier deploy left are removed or emptied.
+
 A virtual board (simulator/repl.py) runs CPython, which cannot load .mpy: it
 says so in the raw REPL (`sys.implementation.name == "sigap-virtual"`, no
 `_mpy`), and for such a board step 1 copies the `.py` sources to the same
@@ -47,7 +53,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root: `firmware/` and `protocol/` live here."""
@@ -87,7 +93,32 @@ except OSError:
 print('SIGAP-MPY', getattr(sys.implementation, '_mpy', -1))
 print('SIGAP-IMPL', sys.implementation.name)
 print('SIGAP-MANIFEST', m.replace('\\n', ' '))
+try:
+ import firmware
+ open(firmware.__file__).close()
+ z = 0
+except OSError:
+ z = 1
+except Exception:
+ z = 0
+print('SIGAP-FROZEN', z)
 """
+"""Run on the board before a deploy. SIGAP-FROZEN 1: the `firmware` package it
+imports has no file behind it, so it is frozen into the MicroPython image
+(`__file__` of a frozen module names no file on the board's filesystem)."""
+
+
+class BoardInfo(NamedTuple):
+    """What `read_board` learns before a deploy."""
+
+    mpy: int | None
+    """The .mpy version the board loads, None if it says none."""
+    impl: str
+    """sys.implementation.name: "micropython", or VIRTUAL_IMPL for a virtual board."""
+    manifest: dict[str, str]
+    """The last deploy's manifest, {} if none (or damaged)."""
+    frozen: bool = False
+    """Sigap's modules are frozen into its MicroPython image (firmware/tools/frozen_manifest.py)."""
 
 
 @dataclass(frozen=True)
@@ -357,13 +388,16 @@ def _run_mpremote(cmd: list[str], port: str, timeout: float) -> str:
     return res.stdout
 
 
-def read_board(mpremote: str, port: str) -> tuple[int | None, str, dict[str, str]]:
-    """(the board's .mpy version or None, its sys.implementation.name, the last deploy's manifest or {})."""
+def read_board(mpremote: str, port: str) -> BoardInfo:
+    """The board's .mpy version, implementation, last manifest and whether Sigap is frozen into it."""
     out = _run_mpremote([mpremote, "connect", port, "exec", _READ_CODE], port, timeout=60)
     version: int | None = None
     impl = ""
     manifest: dict[str, str] = {}
+    frozen = False
     for line in out.splitlines():
+        if line.startswith("SIGAP-FROZEN "):
+            frozen = line.split(" ", 1)[1].strip() == "1"
         if line.startswith("SIGAP-IMPL "):
             impl = line.split(" ", 1)[1].strip()
         if line.startswith("SIGAP-MPY "):
@@ -379,7 +413,7 @@ def read_board(mpremote: str, port: str) -> tuple[int | None, str, dict[str, str
                 manifest = {
                     k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)
                 }
-    return version, impl, manifest
+    return BoardInfo(version, impl, manifest, frozen)
 
 
 def upload_command(
@@ -509,7 +543,7 @@ def deploy_main(args: argparse.Namespace) -> int:
     port = str(port)  # given: checked before the build
     if mpremote is None:
         raise UserError("mpremote not found: install the dev tools (make setup)")
-    board_mpy, impl, old_manifest = read_board(mpremote, port)
+    board_mpy, impl, old_manifest, frozen = read_board(mpremote, port)
     if impl == VIRTUAL_IMPL and romfs:
         raise UserError(
             f"the board on {port} is a virtual board ({impl}): it has no ROMFS partition; "
@@ -520,6 +554,18 @@ def deploy_main(args: argparse.Namespace) -> int:
         # proved that every module compiles for a real board.
         print(f"board: a virtual board ({impl}) loads no .mpy: copying the .py sources")
         files = build(build_dir, sources=True)
+        new_manifest = _manifest(build_dir, files, settings_bytes)
+    elif frozen:
+        # ".frozen" comes before "/rom" and "/lib" on sys.path: modules copied or in an
+        # image would only take flash (those an earlier deploy left are removed below).
+        print(
+            "board: Sigap's modules are frozen into its MicroPython image: writing /main.py and "
+            "the settings only (new firmware code needs a new image: firmware/tools/frozen_manifest.py)"
+        )
+        if romfs:
+            print("board: --romfs left out: the frozen modules would shadow the image's")
+            romfs = False
+        files = [f for f in files if f.remote == MAIN_PATH]
         new_manifest = _manifest(build_dir, files, settings_bytes)
     elif board_mpy is not None and board_mpy != MPY_VERSION:
         raise UserError(

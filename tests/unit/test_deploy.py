@@ -313,15 +313,18 @@ class _FakeBoard:
     """What deploy_main asks of mpremote, answered without a board (the ROMFS write
     needs MicroPython 1.25+ with a ROMFS partition, which no test here has)."""
 
-    def __init__(self, manifest: dict[str, str]):
+    def __init__(self, manifest: dict[str, str], frozen: bool = False):
         self.manifest = manifest
+        self.frozen = frozen
         self.images: list[bytes] = []
         self.commands: list[list[str]] = []
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import firmware.tools.deploy as deploy
 
-        monkeypatch.setattr(deploy, "read_board", lambda mpremote, port: (6, "micropython", self.manifest))
+        monkeypatch.setattr(
+            deploy, "read_board", lambda mpremote, port: deploy.BoardInfo(6, "micropython", self.manifest, self.frozen)
+        )
         monkeypatch.setattr(deploy, "write_romfs", lambda mpremote, port, image: self.images.append(image.read_bytes()))
         monkeypatch.setattr(deploy, "_run_mpremote", lambda cmd, port, timeout: self.commands.append(cmd) or "")
 
@@ -374,8 +377,50 @@ def test_romfs_is_refused_for_a_virtual_board(
     board.install(monkeypatch)
     import firmware.tools.deploy as deploy
 
-    monkeypatch.setattr(deploy, "read_board", lambda mpremote, port: (None, deploy.VIRTUAL_IMPL, {}))
+    monkeypatch.setattr(deploy, "read_board", lambda mpremote, port: deploy.BoardInfo(None, deploy.VIRTUAL_IMPL, {}))
     args = _args(tmp_path, "kiosk-01", secrets=str(secrets_file), romfs=True, dry_run=False, port="socket://b:1")
     with pytest.raises(UserError, match="no ROMFS partition; deploy it without --romfs"):
         deploy_main(args)
     assert board.images == [] and board.commands == []
+
+
+def test_read_board_learns_whether_sigap_is_frozen_into_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    import firmware.tools.deploy as deploy
+
+    said = "SIGAP-MPY 1798\nSIGAP-IMPL micropython\nSIGAP-MANIFEST {\"/main.py\": \"ab\"}\nSIGAP-FROZEN @\n"
+    for flag, frozen in (("1", True), ("0", False)):
+        monkeypatch.setattr(deploy, "_run_mpremote", lambda cmd, port, timeout, f=flag: said.replace("@", f))
+        assert deploy.read_board("mpremote", "socket://b:1") == deploy.BoardInfo(6, "micropython", {"/main.py": "ab"}, frozen)
+    # A board that prints no SIGAP-FROZEN line (an older deploy's code) is taken as not frozen.
+    monkeypatch.setattr(deploy, "_run_mpremote", lambda cmd, port, timeout: said.split("SIGAP-FROZEN")[0])
+    assert deploy.read_board("mpremote", "socket://b:1").frozen is False
+
+
+def test_a_board_with_sigap_frozen_in_gets_main_and_settings_only_and_loses_stale_copies(
+    tmp_path: Path, secrets_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board = _FakeBoard({"/main.py": "x", "/settings.json": "y", "/lib/firmware/core/mqtt.mpy": "z"}, frozen=True)
+    board.install(monkeypatch)
+    args = _args(tmp_path, "kiosk-01", secrets=str(secrets_file), dry_run=False, port="socket://b:1")
+    assert deploy_main(args) == 0
+    assert "modules are frozen into its MicroPython image" in capsys.readouterr().out
+    (upload,) = board.commands
+    copied, prep = _uploaded(upload)
+    assert sorted(copied) == ["/main.py", "/settings.json"]
+    assert "'/lib/firmware/core/mqtt.mpy'" in prep  # shadowed by the frozen module: removed
+    manifest = json.loads((tmp_path / "build" / ".sigap-manifest.json").read_text())
+    assert sorted(manifest) == ["/main.py", "/settings.json"]
+    assert board.images == []
+
+
+def test_romfs_on_a_frozen_board_writes_no_image_and_empties_an_old_one(
+    tmp_path: Path, secrets_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board = _FakeBoard({"/main.py": "x", "/settings.json": "y", "/rom": "an image"}, frozen=True)
+    board.install(monkeypatch)
+    args = _args(tmp_path, "kiosk-01", secrets=str(secrets_file), romfs=True, dry_run=False, port="socket://b:1")
+    assert deploy_main(args) == 0
+    assert "--romfs left out" in capsys.readouterr().out
+    (empty,) = board.images  # the old image emptied, no new one
+    assert empty.startswith(b"\xd2\xcd\x31") and len(empty) < 16
+    assert sorted(_uploaded(board.commands[0])[0]) == ["/main.py", "/settings.json"]
