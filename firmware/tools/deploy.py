@@ -29,7 +29,9 @@ A board whose MicroPython image has Sigap's modules frozen in
 (firmware/tools/frozen_manifest.py; the board says so before the copy) gets
 only `/main.py` and `/settings.json`: frozen modules come first on
 `sys.path`, so copies or an image would never load. Module files or an image
-an earlier deploy left are removed or emptied.
+an earlier deploy left are removed or emptied. The image's build id
+(firmware/tools/build_id.py) is checked against the checkout's: a warning
+names both when they differ.
 
 A virtual board (simulator/repl.py) runs CPython, which cannot load .mpy: it
 says so in the raw REPL (`sys.implementation.name == "sigap-virtual"`, no
@@ -102,10 +104,17 @@ except OSError:
 except Exception:
  z = 0
 print('SIGAP-FROZEN', z)
+try:
+ import sigap_build
+ b = sigap_build.ID
+except Exception:
+ b = '-'
+print('SIGAP-BUILD', b)
 """
 """Run on the board before a deploy. SIGAP-FROZEN 1: the `firmware` package it
 imports has no file behind it, so it is frozen into the MicroPython image
-(`__file__` of a frozen module names no file on the board's filesystem)."""
+(`__file__` of a frozen module names no file on the board's filesystem);
+SIGAP-BUILD: that image's build id (firmware/tools/build_id.py), `-` if none."""
 
 
 class BoardInfo(NamedTuple):
@@ -119,6 +128,8 @@ class BoardInfo(NamedTuple):
     """The last deploy's manifest, {} if none (or damaged)."""
     frozen: bool = False
     """Sigap's modules are frozen into its MicroPython image (firmware/tools/frozen_manifest.py)."""
+    build: str = ""
+    """The build id frozen into its image (firmware/tools/build_id.py), "" if none."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +170,14 @@ def board_sources(root: Path = ROOT, sources: bool = False) -> list[tuple[Path, 
             remote = PurePosixPath("/lib", top, *rel.parts).with_suffix(".py" if sources else ".mpy")
             out.append((path, str(remote)))
     return out
+
+
+def checkout_build_id(root: Path = ROOT) -> str:
+    """The build id a frozen image of this checkout's board modules carries (firmware/tools/build_id.py)."""
+    from firmware.tools.build_id import of_sources
+
+    return of_sources(root, [path.relative_to(root).as_posix() for path, remote in board_sources(root)
+                             if remote != MAIN_PATH])
 
 
 def find_tool(name: str) -> str | None:
@@ -395,9 +414,12 @@ def read_board(mpremote: str, port: str) -> BoardInfo:
     impl = ""
     manifest: dict[str, str] = {}
     frozen = False
+    build_ident = ""
     for line in out.splitlines():
         if line.startswith("SIGAP-FROZEN "):
             frozen = line.split(" ", 1)[1].strip() == "1"
+        if line.startswith("SIGAP-BUILD "):
+            build_ident = line.split(" ", 1)[1].strip().removeprefix("-")
         if line.startswith("SIGAP-IMPL "):
             impl = line.split(" ", 1)[1].strip()
         if line.startswith("SIGAP-MPY "):
@@ -413,7 +435,7 @@ def read_board(mpremote: str, port: str) -> BoardInfo:
                 manifest = {
                     k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)
                 }
-    return BoardInfo(version, impl, manifest, frozen)
+    return BoardInfo(version, impl, manifest, frozen, build_ident)
 
 
 def upload_command(
@@ -537,13 +559,14 @@ def deploy_main(args: argparse.Namespace) -> int:
         _print_settings(settings, len(settings_bytes))
         total = sum(f.size for f in files) + len(settings_bytes) + len(image)
         what = _count(len(files) + 1, "file") + (" and a ROMFS image" if romfs else "")
+        print("(a board with Sigap frozen into its MicroPython image gets /main.py and the settings only)")
         print(f"{what}, {_kb(total)} ({total} bytes); dry run: nothing copied")
         return 0
 
     port = str(port)  # given: checked before the build
     if mpremote is None:
         raise UserError("mpremote not found: install the dev tools (make setup)")
-    board_mpy, impl, old_manifest, frozen = read_board(mpremote, port)
+    board_mpy, impl, old_manifest, frozen, board_build = read_board(mpremote, port)
     if impl == VIRTUAL_IMPL and romfs:
         raise UserError(
             f"the board on {port} is a virtual board ({impl}): it has no ROMFS partition; "
@@ -562,6 +585,15 @@ def deploy_main(args: argparse.Namespace) -> int:
             "board: Sigap's modules are frozen into its MicroPython image: writing /main.py and "
             "the settings only (new firmware code needs a new image: firmware/tools/frozen_manifest.py)"
         )
+        ours = checkout_build_id()
+        if board_build == ours:
+            print(f"board: its image is build {ours}, this checkout's firmware")
+        else:
+            print(
+                f"warning: the board's image is build {board_build or '(none)'}, this checkout's firmware "
+                f"is build {ours}: the image keeps running its own modules with this checkout's "
+                "/main.py and settings; build and flash a new image to run this checkout's code"
+            )
         if romfs:
             print("board: --romfs left out: the frozen modules would shadow the image's")
             romfs = False
@@ -591,7 +623,13 @@ def deploy_main(args: argparse.Namespace) -> int:
         empty = build_dir / "empty.romfs"
         build_romfs(mpremote, build_dir / "empty", empty)
         print(f"CLEAR {ROMFS_KEY}  (an empty ROMFS image over the last deploy's)")
-        write_romfs(mpremote, port, empty)
+        try:
+            write_romfs(mpremote, port, empty)
+        except UserError as e:
+            if not frozen:
+                raise
+            # The frozen modules come before /rom on sys.path: the old image is only clutter.
+            print(f"warning: the old ROMFS image stays (the frozen modules come first): {e}")
     by_remote = {f.remote: f for f in files}
     with tempfile.TemporaryDirectory(prefix="sigap-deploy-") as tmp:
         settings_file = Path(tmp) / "settings.json"

@@ -1,7 +1,8 @@
 # MicroPython manifest: Sigap's board modules frozen into the firmware image.
 #
 # Frozen modules run their bytecode from flash and keep their names and
-# constants in ROM, so the heap holds little more than the running state:
+# constants in ROM, so the heap holds the running state and only the modules'
+# dicts, classes and function objects:
 # `make bench` (firmware heap) measures each role's loop at 21-32 KB this way
 # against 63-82 KB with .mpy files (firmware/README.md, RAM). Build an image
 # with the ESP-IDF and a MicroPython checkout (not part of this repository):
@@ -13,7 +14,8 @@
 # firmware/tools/README.md) and run `sigap deploy`:
 # it sees the frozen modules and writes only /main.py and the board's settings
 # (".frozen" comes before "/rom" and "/lib" in sys.path, so copies would never
-# load). New firmware code means a new image.
+# load), and it checks the build id the image carries against its checkout
+# (build_id.py). New firmware code means a new image.
 #
 # Sigap's modules are listed in sigap_manifest.py beside this file (the bench's
 # 32-bit unix build freezes the same list: tests/tools/micropython-unix.sh).

@@ -13,11 +13,17 @@ GOAL_KB = 40
 
 
 def main() -> None:
+    wasm()
+    print()
+    board()
+    print(f"  goal: under {GOAL_KB} KB per role (an ESP32 without PSRAM has ~110 KB of MicroPython heap).")
+
+
+def wasm() -> None:
+    """The WebAssembly port (tests/mpy/heap.mjs), .mpy files only."""
     node = shutil.which("node")
     if node is None:
-        print(
-            "  node not found: skipped (needs node and npm's @micropython/micropython-webassembly-pyscript)"
-        )
+        print("  WebAssembly: skipped (needs node and npm's @micropython/micropython-webassembly-pyscript)")
         return
     # heap.mjs runs each role in a fresh interpreter; see tests/mpy/heap_roles.py for what is measured.
     proc = subprocess.run(
@@ -37,9 +43,6 @@ def main() -> None:
     print("  modules keeps, so 'peak - code' is the role's running state alone. '.mpy' is the size of")
     print("  those files; 'peak - .mpy' was the estimate for a board that reads them in place (this port")
     print("  can neither freeze modules nor mount a ROMFS): measured below instead.")
-    print()
-    board()
-    print(f"  goal: under {GOAL_KB} KB per role (an ESP32 without PSRAM has ~110 KB of MicroPython heap).")
 
 
 def board() -> None:

@@ -7,7 +7,9 @@ same fake board, broker and steady loop as the WebAssembly bench) in a fresh
 process with a 110 KB heap, its modules installed as a board gets them:
 
   mpy     .mpy files loaded into the heap: `sigap deploy`
-          (the stock program; the files are deploy's own build)
+          (the stock program; the files are deploy's own build, compiled
+          by the mpy-cross of the same MicroPython source, as the frozen
+          modules are)
   romfs   one ROMFS image read in place: `sigap deploy --romfs` (the stock
           program; deploy's own image, mounted at /rom. On the unix port the
           image is a bytes object in the heap, loaded before the measurement
@@ -55,6 +57,7 @@ class Unavailable(Exception):
 class Programs(NamedTuple):
     stock: pathlib.Path  # asyncio frozen, as in every port's image
     sigap: pathlib.Path  # asyncio and Sigap's modules frozen
+    mpy_cross: pathlib.Path  # the mpy-cross of the same source, which froze Sigap's modules
     about: str  # which MicroPython, from where
 
 
@@ -69,8 +72,8 @@ def build_programs() -> Programs:
     if res.returncode != 0:
         lines = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()
         raise Unavailable(lines[-1])
-    stock, sigap = (pathlib.Path(p) for p in res.stdout.split()[-2:])
-    return Programs(stock, sigap, res.stderr.strip().splitlines()[-1].removeprefix("micropython-unix: "))
+    stock, sigap, mpy_cross = (pathlib.Path(p) for p in res.stdout.split()[-3:])
+    return Programs(stock, sigap, mpy_cross, res.stderr.strip().splitlines()[-1].removeprefix("micropython-unix: "))
 
 
 def _program(mode: str, work: pathlib.Path, call: str) -> str:
@@ -95,8 +98,11 @@ def _program(mode: str, work: pathlib.Path, call: str) -> str:
 
 def _run(program: pathlib.Path, mode: str, work: pathlib.Path, image: bytes | None, call: str) -> dict:
     heap = HEAP
-    if image is not None:  # room for the image itself, in 16-byte blocks and their table
-        heap += math.ceil(len(image) / 16) * 16 * 65 // 64 + 64
+    if image is not None:
+        # Room for the image itself: 16-byte blocks, plus 3 bits of GC tables per block
+        # (2 of allocation table, 1 of finaliser table), plus one block of slack.
+        blocks = math.ceil(len(image) / 16) + 1
+        heap += blocks * 16 + math.ceil(blocks * 3 / 8)
     code = _program(mode, work, call)
     try:
         res = subprocess.run(
@@ -117,23 +123,32 @@ def _run(program: pathlib.Path, mode: str, work: pathlib.Path, image: bytes | No
     return {"failed": " | ".join(tail[-3:])}
 
 
-def _prepare(work: pathlib.Path) -> bytes:
-    """deploy's own build under work/lib and its ROMFS image work/sigap.romfs (returned);
-    the harness (compiled, as the firmware is) and a stand-in `network` module."""
+def _prepare(work: pathlib.Path, mpy_cross: pathlib.Path) -> bytes:
+    """deploy's own build under work/lib and its ROMFS image work/sigap.romfs (returned),
+    compiled by the programs' own mpy-cross (as the frozen modules are); the harness
+    (compiled, as the firmware is) and a stand-in `network` module."""
+    from controller.errors import UserError
     from firmware.tools.deploy import build, build_romfs, find_tool
 
-    build(work / "build")
-    (work / "build" / "lib").rename(work / "lib")
     mpremote = find_tool("mpremote")
     if mpremote is None:
         raise Unavailable("mpremote not found: make setup")
-    image = build_romfs(mpremote, work / "lib", work / "sigap.romfs")
-    harness = work / "harness"
-    harness.mkdir()
-    mpy_cross = find_tool("mpy-cross") or "mpy-cross"
-    subprocess.run(
-        [mpy_cross, "-o", str(harness / "heap_roles.mpy"), str(HARNESS)], check=True, capture_output=True
-    )
+    try:
+        build(work / "build", mpy_cross=str(mpy_cross))
+        (work / "build" / "lib").rename(work / "lib")
+        image = build_romfs(mpremote, work / "lib", work / "sigap.romfs")
+        harness = work / "harness"
+        harness.mkdir()
+        res = subprocess.run(
+            [str(mpy_cross), "-o", str(harness / "heap_roles.mpy"), str(HARNESS)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if res.returncode:
+            raise Unavailable(f"mpy-cross rejects {HARNESS.name}: {res.stderr.strip()}")
+    except UserError as e:
+        raise Unavailable(str(e)) from None
     # esp32.py imports `network` at the top; the unix port has none.
     (harness / "network.py").write_text("# stand-in for the ESP32's network module\n")
     (work / "cwd").mkdir()
@@ -146,7 +161,7 @@ def measure(roles: Sequence[str] = ROLES, modes: Sequence[str] = tuple(MODES)) -
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sigap-heap-unix-") as tmp:
         work = pathlib.Path(tmp)
-        image = _prepare(work)
+        image = _prepare(work, programs.mpy_cross)
         for mode in modes:
             kind, what = MODES[mode]
             program = getattr(programs, kind)

@@ -20,8 +20,10 @@
 # into OUT/src. The C compiler needs gcc-multilib for -m32: installed from
 # Debian's packages when run as root, else the one command to run is
 # printed. A later run reuses the source and rebuilds only what changed
-# (the frozen firmware is compiled again on every run). Prints the two
-# paths on its last two lines.
+# (the frozen firmware is compiled again on every run; everything when the
+# build flags below change; another SUITE needs OUT removed). Prints the two
+# programs' paths and then that of their mpy-cross (OUT/mpy-cross, which the
+# bench compiles the .mpy files with) on its last three lines.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -54,9 +56,10 @@ src=$out/src
 if [ ! -f "$src/py/mpconfig.h" ]; then
   command -v apt-get >/dev/null 2>&1 || fail "apt-get not found: MicroPython's source comes from Debian's archive"
   # The Debian archive this machine's apt uses (its main component, not the security one).
+  # (awk reads to the end: an early exit would break apt-cache's pipe under pipefail)
   uri=$(apt-cache policy | awk '
     /^ *[0-9]+ [a-z]+:\/\// { uri = $2; suite = $3 }
-    /release .*o=Debian,/ && /l=Debian,/ && /c=main,/ && suite !~ /security/ { print uri; exit }')
+    !found && /release .*o=Debian,/ && /l=Debian,/ && /c=main,/ && suite !~ /security/ { print uri; found = 1 }') || true
   [ -n "$uri" ] || fail "no Debian archive in apt's sources (apt-cache policy names none)"
   apt_dir=$out/apt
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$out/dl"
@@ -68,11 +71,15 @@ if [ ! -f "$src/py/mpconfig.h" ]; then
   apt-get "${opts[@]}" update >>"$log" 2>&1 || fail "apt-get update of the $suite sources failed (see $log)"
   (cd "$out/dl" && apt-get "${opts[@]}" source --download-only micropython >>"$log" 2>&1) \
     || fail "apt-get source micropython failed (see $log)"
-  orig=$(ls "$out"/dl/micropython_*.orig.tar.* | head -1)
+  origs=("$out"/dl/micropython_*.orig.tar.*)
+  [ -f "${origs[0]}" ] || fail "apt-get source left no micropython_*.orig.tar.* in $out/dl (see $log)"
   rm -rf "$src.new" && mkdir -p "$src.new"
-  tar xf "$orig" -C "$src.new" --strip-components=1
-  mv "$src.new" "$src"
+  tar xf "${origs[0]}" -C "$src.new" --strip-components=1 || fail "could not unpack ${origs[0]}"
+  rm -rf "$src" && mv "$src.new" "$src"
+  echo "$suite" >"$src/.sigap-suite"
 fi
+[ "$(cat "$src/.sigap-suite" 2>/dev/null)" = "$suite" ] \
+  || fail "$src holds another suite's source ($(cat "$src/.sigap-suite" 2>/dev/null || echo unknown)): remove $out to fetch $suite's"
 
 # 3. Build. Debian's repack leaves out the micropython-lib submodule, which
 # the build insists on seeing though neither manifest uses it.
@@ -83,6 +90,11 @@ make -C "$src/mpy-cross" -j2 >>"$log" 2>&1 || fail "building mpy-cross failed (s
 # installed for 32 bits); float16 off as Debian's i386 build does.
 flags=(VARIANT=standard MICROPY_FORCE_32BIT=1 MICROPY_PY_FFI=0 MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0
        MICROPY_USE_READLINE=0 MPY_LIB_DIR="$nolib" CFLAGS_EXTRA=-DMICROPY_FLOAT_USE_NATIVE_FLT16=0)
+# make does not see changed flags: build afresh when they differ from the last build's.
+if [ "$(cat "$out/.sigap-flags" 2>/dev/null)" != "${flags[*]}" ]; then
+  rm -rf "$src"/ports/unix/build-sigap-*
+  echo "${flags[*]}" >"$out/.sigap-flags"
+fi
 for kind in stock sigap; do
   make -C "$src/ports/unix" -j2 "${flags[@]}" FROZEN_MANIFEST="$top/tests/tools/unix_manifest_$kind.py" \
     BUILD="build-sigap-$kind" PROG="micropython-$kind" >>"$log" 2>&1 \
@@ -91,5 +103,7 @@ for kind in stock sigap; do
 done
 version=$("$out/micropython-stock" -c "import sys; print('.'.join(str(v) for v in sys.implementation.version[:3]))")
 say "MicroPython $version unix port, 32-bit, from Debian's source package ($suite)"
+cp "$src/mpy-cross/build/mpy-cross" "$out/mpy-cross"
 echo "$out/micropython-stock"
 echo "$out/micropython-sigap"
+echo "$out/mpy-cross"

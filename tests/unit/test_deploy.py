@@ -313,9 +313,10 @@ class _FakeBoard:
     """What deploy_main asks of mpremote, answered without a board (the ROMFS write
     needs MicroPython 1.25+ with a ROMFS partition, which no test here has)."""
 
-    def __init__(self, manifest: dict[str, str], frozen: bool = False):
+    def __init__(self, manifest: dict[str, str], frozen: bool = False, build: str = ""):
         self.manifest = manifest
         self.frozen = frozen
+        self.build = build
         self.images: list[bytes] = []
         self.commands: list[list[str]] = []
 
@@ -323,7 +324,7 @@ class _FakeBoard:
         import firmware.tools.deploy as deploy
 
         monkeypatch.setattr(
-            deploy, "read_board", lambda mpremote, port: deploy.BoardInfo(6, "micropython", self.manifest, self.frozen)
+            deploy, "read_board", lambda mpremote, port: deploy.BoardInfo(6, "micropython", self.manifest, self.frozen, self.build)
         )
         monkeypatch.setattr(deploy, "write_romfs", lambda mpremote, port, image: self.images.append(image.read_bytes()))
         monkeypatch.setattr(deploy, "_run_mpremote", lambda cmd, port, timeout: self.commands.append(cmd) or "")
@@ -387,23 +388,31 @@ def test_romfs_is_refused_for_a_virtual_board(
 def test_read_board_learns_whether_sigap_is_frozen_into_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
     import firmware.tools.deploy as deploy
 
-    said = "SIGAP-MPY 1798\nSIGAP-IMPL micropython\nSIGAP-MANIFEST {\"/main.py\": \"ab\"}\nSIGAP-FROZEN @\n"
-    for flag, frozen in (("1", True), ("0", False)):
-        monkeypatch.setattr(deploy, "_run_mpremote", lambda cmd, port, timeout, f=flag: said.replace("@", f))
-        assert deploy.read_board("mpremote", "socket://b:1") == deploy.BoardInfo(6, "micropython", {"/main.py": "ab"}, frozen)
-    # A board that prints no SIGAP-FROZEN line (an older deploy's code) is taken as not frozen.
+    said = "SIGAP-MPY 1798\nSIGAP-IMPL micropython\nSIGAP-MANIFEST {\"/main.py\": \"ab\"}\nSIGAP-FROZEN @\nSIGAP-BUILD #\n"
+    for flag, said_id, frozen, ident in (("1", "7c01a9c6f471a4f1", True, "7c01a9c6f471a4f1"), ("0", "-", False, "")):
+        out = said.replace("@", flag).replace("#", said_id)
+        monkeypatch.setattr(deploy, "_run_mpremote", lambda cmd, port, timeout, o=out: o)
+        info = deploy.read_board("mpremote", "socket://b:1")
+        assert info == deploy.BoardInfo(6, "micropython", {"/main.py": "ab"}, frozen, ident)
+    # Output cut short before those lines: taken as not frozen, no build id.
     monkeypatch.setattr(deploy, "_run_mpremote", lambda cmd, port, timeout: said.split("SIGAP-FROZEN")[0])
-    assert deploy.read_board("mpremote", "socket://b:1").frozen is False
+    info = deploy.read_board("mpremote", "socket://b:1")
+    assert info.frozen is False and info.build == ""
 
 
 def test_a_board_with_sigap_frozen_in_gets_main_and_settings_only_and_loses_stale_copies(
     tmp_path: Path, secrets_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    board = _FakeBoard({"/main.py": "x", "/settings.json": "y", "/lib/firmware/core/mqtt.mpy": "z"}, frozen=True)
+    from firmware.tools.deploy import checkout_build_id
+
+    old = {"/main.py": "x", "/settings.json": "y", "/lib/firmware/core/mqtt.mpy": "z"}
+    board = _FakeBoard(old, frozen=True, build=checkout_build_id())
     board.install(monkeypatch)
     args = _args(tmp_path, "kiosk-01", secrets=str(secrets_file), dry_run=False, port="socket://b:1")
     assert deploy_main(args) == 0
-    assert "modules are frozen into its MicroPython image" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "modules are frozen into its MicroPython image" in out
+    assert f"its image is build {checkout_build_id()}, this checkout's firmware" in out and "warning" not in out
     (upload,) = board.commands
     copied, prep = _uploaded(upload)
     assert sorted(copied) == ["/main.py", "/settings.json"]
@@ -424,3 +433,40 @@ def test_romfs_on_a_frozen_board_writes_no_image_and_empties_an_old_one(
     (empty,) = board.images  # the old image emptied, no new one
     assert empty.startswith(b"\xd2\xcd\x31") and len(empty) < 16
     assert sorted(_uploaded(board.commands[0])[0]) == ["/main.py", "/settings.json"]
+
+
+def test_a_frozen_image_of_other_sources_is_named_in_a_warning(
+    tmp_path: Path, secrets_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from firmware.tools.deploy import checkout_build_id
+
+    for image_id, named in (("0123456789abcdef", "0123456789abcdef"), ("", "(none)")):
+        board = _FakeBoard({}, frozen=True, build=image_id)
+        board.install(monkeypatch)
+        args = _args(tmp_path, "kiosk-01", secrets=str(secrets_file), dry_run=False, port="socket://b:1")
+        assert deploy_main(args) == 0
+        out = capsys.readouterr().out
+        assert f"warning: the board's image is build {named}, this checkout's firmware is build {checkout_build_id()}" in out
+        assert sorted(_uploaded(board.commands[0])[0]) == ["/main.py", "/settings.json"]
+
+
+def test_on_a_frozen_board_an_old_image_that_cannot_be_emptied_is_only_a_warning(
+    tmp_path: Path, secrets_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import firmware.tools.deploy as deploy
+
+    board = _FakeBoard({"/main.py": "x", "/settings.json": "y", "/rom": "an image"}, frozen=True)
+    board.install(monkeypatch)
+
+    def no_partition(mpremote: str, port: str, image: Path) -> None:
+        raise UserError("mpremote: romfs: no ROMFS partition")
+
+    monkeypatch.setattr(deploy, "write_romfs", no_partition)
+    args = _args(tmp_path, "kiosk-01", secrets=str(secrets_file), dry_run=False, port="socket://b:1")
+    assert deploy_main(args) == 0
+    assert "warning: the old ROMFS image stays (the frozen modules come first)" in capsys.readouterr().out
+    assert sorted(_uploaded(board.commands[0])[0]) == ["/main.py", "/settings.json"]
+    # Not frozen: the image would shadow /lib, so the same failure stops the deploy.
+    board.frozen = False
+    with pytest.raises(UserError, match="no ROMFS partition"):
+        deploy_main(args)
