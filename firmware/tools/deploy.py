@@ -408,7 +408,8 @@ def _run_mpremote(cmd: list[str], port: str, timeout: float) -> str:
 
 
 def read_board(mpremote: str, port: str) -> BoardInfo:
-    """The board's .mpy version, implementation, last manifest and whether Sigap is frozen into it."""
+    """The board's .mpy version, implementation, last manifest, and whether Sigap is frozen
+    into its image (with that image's build id)."""
     out = _run_mpremote([mpremote, "connect", port, "exec", _READ_CODE], port, timeout=60)
     version: int | None = None
     impl = ""
@@ -419,7 +420,8 @@ def read_board(mpremote: str, port: str) -> BoardInfo:
         if line.startswith("SIGAP-FROZEN "):
             frozen = line.split(" ", 1)[1].strip() == "1"
         if line.startswith("SIGAP-BUILD "):
-            build_ident = line.split(" ", 1)[1].strip().removeprefix("-")
+            said = line.split(" ", 1)[1].strip()
+            build_ident = "" if said == "-" else said
         if line.startswith("SIGAP-IMPL "):
             impl = line.split(" ", 1)[1].strip()
         if line.startswith("SIGAP-MPY "):
