@@ -1,4 +1,4 @@
-"""Firmware heap per role on real MicroPython (WebAssembly): import+boot, steady loop, peak, code, leak check."""
+"""Firmware heap per role on real MicroPython (WebAssembly; 32-bit unix with .mpy, ROMFS or frozen modules): boot, loop peak, code, leaks."""
 
 from __future__ import annotations
 
