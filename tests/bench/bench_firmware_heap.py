@@ -15,8 +15,32 @@ GOAL_KB = 40
 def main() -> None:
     wasm()
     print()
-    board()
+    measured = board()
     print(f"  goal: under {GOAL_KB} KB per role (an ESP32 without PSRAM has ~110 KB of MicroPython heap).")
+    for line in verdict(measured.board if measured else {}):
+        print(line)
+
+
+def verdict(peaks: dict[tuple[str, str], int], goal_kb: int = GOAL_KB) -> list[str]:
+    """Per install mode, which roles' board peak is under the goal: {(mode, role): bytes}."""
+    lines = []
+    for mode in firmware_heap_unix.MODES:
+        got = [(role, peaks[(mode, role)]) for role in firmware_heap_unix.ROLES if (mode, role) in peaks]
+        if not got:
+            continue
+        under = [role for role, n in got if n < goal_kb * 1024]
+        over = [(role, n) for role, n in got if n >= goal_kb * 1024]
+        if not over:
+            role, n = max(got, key=lambda rn: rn[1])
+            what = f"met by all {len(got)} roles (largest: {role} {firmware_heap_unix.kb(n)} KB)"
+        else:
+            what = "met by " + (", ".join(under) or "no role") + "; over: "
+            what += ", ".join(f"{role} {firmware_heap_unix.kb(n)} KB" for role, n in over)
+        lines.append(f"  {mode:<7} {what}")
+    missing = len(firmware_heap_unix.MODES) * len(firmware_heap_unix.ROLES) - len(peaks)
+    if missing:
+        lines.append(f"  ({missing} of the runs failed or were skipped: no verdict for them)")
+    return lines
 
 
 def wasm() -> None:
@@ -45,20 +69,21 @@ def wasm() -> None:
     print("  can neither freeze modules nor mount a ROMFS): measured below instead.")
 
 
-def board() -> None:
+def board() -> firmware_heap_unix.Measured | None:
     """The same harness on 32-bit MicroPython built from source, in the three ways a
     board gets its modules (tests/bench/firmware_heap_unix.py says how)."""
     try:
-        about, lines = firmware_heap_unix.measure()
+        measured = firmware_heap_unix.measure()
     except firmware_heap_unix.Unavailable as e:
         print(f"  32-bit MicroPython: skipped ({e})")
-        return
-    print(f"  {about}; heap 110 KB per role, each role in a fresh process")
-    for line in lines:
+        return None
+    print(f"  {measured.about}; heap 110 KB per role, each role in a fresh process")
+    for line in measured.lines:
         print(line)
     print("  'esp32.py' is what importing firmware/board/esp32.py (the real board's module, which the")
     print("  harness's fake board stands in for) adds; 'board peak' = peak + esp32.py, the figure for")
     print("  the goal. Frozen is the install for boards in service (firmware/tools/frozen_manifest.py).")
+    return measured
 
 
 if __name__ == "__main__":

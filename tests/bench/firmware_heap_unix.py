@@ -155,10 +155,17 @@ def _prepare(work: pathlib.Path, mpy_cross: pathlib.Path) -> bytes:
     return image
 
 
-def measure(roles: Sequence[str] = ROLES, modes: Sequence[str] = tuple(MODES)) -> tuple[str, list[str]]:
-    """Run every role in every mode; (what was run, the printed lines)."""
+class Measured(NamedTuple):
+    about: str  # which MicroPython, from where
+    lines: list[str]  # the tables, as printed
+    board: dict[tuple[str, str], int]  # (mode, role) -> board peak in bytes, for the runs that did not fail
+
+
+def measure(roles: Sequence[str] = ROLES, modes: Sequence[str] = tuple(MODES)) -> Measured:
+    """Run every role in every mode."""
     programs = build_programs()
     lines: list[str] = []
+    board: dict[tuple[str, str], int] = {}
     with tempfile.TemporaryDirectory(prefix="sigap-heap-unix-") as tmp:
         work = pathlib.Path(tmp)
         image = _prepare(work, programs.mpy_cross)
@@ -184,12 +191,13 @@ def measure(roles: Sequence[str] = ROLES, modes: Sequence[str] = tuple(MODES)) -
                 each = dict(c["each"])
                 esp32 = each["firmware.board.esp32"]
                 code = c["code"] - each["network"] - esp32
+                board[(mode, role)] = r["peak"] + esp32
                 lines.append(
                     f"  {role:<8} {kb(r['boot']):>12} {kb(r['peak']):>7} {kb(r['iter']):>9}"
                     f" {kb(r['growth']):>7} over {r['n']:>3} {kb(code):>8} {kb(esp32):>10}"
                     f" {kb(r['peak'] + esp32):>12}   ({len(names)} modules; {r['published']} publishes acked)"
                 )
-    return programs.about, lines
+    return Measured(programs.about, lines, board)
 
 
 def kb(n: float) -> str:
