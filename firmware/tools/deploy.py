@@ -380,6 +380,20 @@ def _copy_line(f: BoardFile) -> str:
     return f"COPY  {f.remote}  ({_kb(f.size)}, from {f.source})"
 
 
+
+def _heap_note(romfs: bool) -> str:
+    """What a board whose image does not have Sigap frozen in spends on code (make bench)."""
+    if romfs:
+        where, who = "read in place from the ROMFS image", "most roles"
+    else:
+        where, who = "loaded into the heap from .mpy files in /lib", "every role"
+    return (
+        f"note: Sigap's modules are not frozen into this board's image: they are {where}, "
+        f"which takes {who} over the 40 KB of heap a role is budgeted (make bench); fine on a "
+        "bench board. Boards in service run a frozen image (firmware/README.md, section RAM)"
+    )
+
+
 def _dirs_for(paths: Sequence[str]) -> list[str]:
     """Every directory the paths need on the board, parents before children."""
     dirs: set[str] = set()
@@ -606,6 +620,8 @@ def deploy_main(args: argparse.Namespace) -> int:
             f"the board's MicroPython loads .mpy version {board_mpy}, the build is version "
             f"{MPY_VERSION}: flash MicroPython 1.23 or newer (firmware/tools/flash.py)"
         )
+    if impl != VIRTUAL_IMPL and not frozen:
+        print(_heap_note(romfs))
     copy, remove = plan_changes(old_manifest, new_manifest)
     if old_manifest:
         print(f"board: {_count(len(old_manifest), 'file')} from the last deploy")

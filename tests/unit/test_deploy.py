@@ -371,6 +371,26 @@ def test_a_file_deploy_after_a_romfs_one_empties_the_partition_first(
     assert "/lib/firmware/core/mqtt.mpy" in copied
 
 
+@pytest.mark.parametrize(
+    ("romfs", "where"),
+    [(False, "loaded into the heap from .mpy files in /lib"), (True, "read in place from the ROMFS image")],
+)
+def test_a_board_without_sigap_frozen_in_is_told_its_heap_is_over_budget(
+    tmp_path: Path,
+    secrets_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    romfs: bool,
+    where: str,
+) -> None:
+    _FakeBoard({}).install(monkeypatch)
+    args = _args(tmp_path, "wl-lahar-01", secrets=str(secrets_file), romfs=romfs, dry_run=False, port="socket://b:1")
+    assert deploy_main(args) == 0
+    (note,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert "not frozen into this board's image" in note and where in note
+    assert "40 KB" in note and "frozen image (firmware/README.md, section RAM)" in note
+
+
 def test_romfs_is_refused_for_a_virtual_board(
     tmp_path: Path, secrets_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -413,6 +433,7 @@ def test_a_board_with_sigap_frozen_in_gets_main_and_settings_only_and_loses_stal
     out = capsys.readouterr().out
     assert "modules are frozen into its MicroPython image" in out
     assert f"its image is build {checkout_build_id()}, this checkout's firmware" in out and "warning" not in out
+    assert "not frozen" not in out
     (upload,) = board.commands
     copied, prep = _uploaded(upload)
     assert sorted(copied) == ["/main.py", "/settings.json"]
