@@ -380,7 +380,6 @@ def _copy_line(f: BoardFile) -> str:
     return f"COPY  {f.remote}  ({_kb(f.size)}, from {f.source})"
 
 
-
 def _heap_note(romfs: bool) -> str:
     """What a board whose image does not have Sigap frozen in spends on code (make bench)."""
     if romfs:
