@@ -9,7 +9,7 @@ def peaks(mode: str, **roles: float) -> dict[tuple[str, str], int]:
     return {(mode, role): int(kb * KB) for role, kb in roles.items()}
 
 
-def test_a_mode_with_every_role_under_the_goal_names_the_largest() -> None:
+def test_each_mode_gets_a_line_naming_who_is_over_or_the_largest_when_all_are_under() -> None:
     lines = verdict(peaks("frozen", kiosk=30.9, counter=28.1, display=21.4, water=31.9) | peaks(
         "mpy", kiosk=79.6, counter=72.4, display=62.9, water=81.8
     ) | peaks("romfs", kiosk=45.3, counter=42.0, display=34.1, water=46.4))
